@@ -1,0 +1,1 @@
+"""Input rows, images and benchmark metadata."""

@@ -1,0 +1,153 @@
+"""Reading input rows (CSV, JSON array, JSON lines, Parquet) one at a time, with row-level validation.
+
+A missing required column stops the run before any work starts; every other problem belongs to one
+row: it is recorded against that row, and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REQUIRED_COLUMNS = ("prompt", "image_path")
+SUPPORTED = (".csv", ".json", ".jsonl", ".parquet")
+
+
+class InputError(ValueError):
+    """The input file as a whole cannot be used (format, encoding, missing column)."""
+
+
+@dataclass
+class InputRow:
+    index: int  # 0-based position in the input file
+    fields: dict[str, Any]  # the row as read, passed through to outputs
+    prompt: str
+    image_path: Path | None
+    bench_id: int | None
+    model: str
+    errors: list[str] = field(default_factory=list)  # problems found while reading this row
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
+def _decode_error(path: Path, exc: UnicodeDecodeError, data: bytes | None = None) -> InputError:
+    where = ""
+    if data is not None:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f" on line {line}"
+    return InputError(
+        f"{path} is not valid UTF-8{where} (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+        "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, exc, data) from None
+
+
+def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """(column names, record iterator). Columns are known before the first record is used."""
+    ext = path.suffix.lower()
+    if ext == ".csv":
+        text = _read_text(path)  # decoded up front so that an encoding error fails before any work
+        reader = csv.DictReader(text.splitlines())
+        return list(reader.fieldnames or []), iter(reader)
+    if ext in (".json", ".jsonl"):
+        text = _read_text(path).strip()
+        if text.startswith("["):
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path} is not valid JSON: {exc}") from None
+        else:
+            records = []
+            for lineno, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path} line {lineno} is not valid JSON: {exc}") from None
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise InputError(f"{path} record {i} is a {type(rec).__name__}, expected an object")
+        columns: list[str] = []
+        for rec in records:
+            columns.extend(k for k in rec if k not in columns)
+        return columns, iter(records)
+    if ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        columns = list(pf.schema_arrow.names)
+
+        def gen() -> Iterator[dict[str, Any]]:
+            for batch in pf.iter_batches(batch_size=4096):
+                yield from batch.to_pylist()
+
+        return columns, gen()
+    raise InputError(f"{path}: unsupported input format {ext!r}; use one of {', '.join(SUPPORTED)}")
+
+
+def read_rows(path: str | Path, *, default_model: str | None = None) -> Iterator[InputRow]:
+    """Yield validated rows. Raises :class:`InputError` before the first row if the file is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    columns, records = _iter_records(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(
+            f"{path} has no column {', '.join(repr(c) for c in missing)} (found: {', '.join(columns) or 'none'}); "
+            f"required: {', '.join(REQUIRED_COLUMNS)}; optional: ID, model"
+        )
+    base = path.parent
+    model_default = default_model or path.stem
+    return _rows(records, base, model_default)
+
+
+def _rows(records: Iterator[dict[str, Any]], base: Path, model_default: str) -> Iterator[InputRow]:
+    for index, rec in enumerate(records):
+        errors: list[str] = []
+        prompt = rec.get("prompt")
+        if _is_missing(prompt):
+            errors.append("empty prompt")
+            prompt = ""
+        elif not isinstance(prompt, str):
+            prompt = str(prompt)
+        image = rec.get("image_path")
+        image_path: Path | None = None
+        if _is_missing(image):
+            errors.append("empty image_path")
+        else:
+            image_path = Path(str(image))
+            if not image_path.is_absolute():
+                image_path = base / image_path
+        bench_id = None
+        raw_id = rec.get("ID")
+        if not _is_missing(raw_id):
+            try:
+                as_float = float(raw_id)
+                if not as_float.is_integer():
+                    raise ValueError
+                bench_id = int(as_float)
+            except (TypeError, ValueError):
+                errors.append(f"ID {raw_id!r} is not an integer")
+        model = rec.get("model")
+        model = model_default if _is_missing(model) else str(model)
+        yield InputRow(index, dict(rec), prompt, image_path, bench_id, model, errors)

@@ -1,0 +1,23 @@
+"""Engines run judge models; see :mod:`pixeljury.engines.base` for the interface."""
+
+from pixeljury.engines.base import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationParams,
+    ImagePart,
+    TextPart,
+)
+
+__all__ = [
+    "ChatRequest",
+    "Engine",
+    "EngineError",
+    "EngineUnavailable",
+    "Generation",
+    "GenerationParams",
+    "ImagePart",
+    "TextPart",
+]

@@ -1,0 +1,184 @@
+"""Q-Judger (Qwen-Image-Bench): one request per (image, L1 dimension); JSON facet scores back.
+
+Request text and answer repair follow the official ``judge.py`` / ``score_utils.py`` (upstream
+commit b6b556bb); where pixeljury is stricter (invalid values, unparseable answers) it counts the
+problem instead of hiding it, and the numbers it does produce are the official ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from pixeljury.engines.base import ChatRequest, Generation, ImagePart, TextPart
+from pixeljury.rubric.model import Rubric
+from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, canonical_l1, l3_to_l2
+from pixeljury.scoring import DimensionScores, score_dimension
+
+PROTOCOL_ID = "qjudger"
+PROTOCOL_VERSION = "1"  # bump when request building or parsing changes meaning
+
+THINK_END = "</think>"
+_OUTERMOST_OBJECT = re.compile(r"\{[\s\S]*\}")
+
+
+def build_request(
+    rubric: Rubric, prompt: str, dimension: str, image: Image.Image, image_sha256: str, request_id: str
+) -> ChatRequest:
+    """System text + user content [text, image, text], split at the template's ``<image>`` line."""
+    before, after = rubric.user_parts(prompt, dimension)
+    return ChatRequest(
+        request_id=request_id,
+        system=rubric.system_prompt,
+        user=[TextPart(before), ImagePart(image=image, sha256=image_sha256), TextPart(after)],
+    )
+
+
+def answer_text(text: str) -> str:
+    """The part of a generation after the last ``</think>`` (all of it when there is none)."""
+    cut = text.rfind(THINK_END)
+    return (text[cut + len(THINK_END) :] if cut != -1 else text).strip()
+
+
+def extract_json(text: str) -> tuple[Any | None, str | None]:
+    """(object, None) or (None, reason). ``json.loads`` of the answer, else of its outermost ``{...}``."""
+    answer = answer_text(text)
+    try:
+        return json.loads(answer), None
+    except json.JSONDecodeError:
+        pass
+    match = _OUTERMOST_OBJECT.search(answer)
+    if not match:
+        return None, "no JSON object after the thinking" if answer else "empty answer after the thinking"
+    try:
+        return json.loads(match.group()), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} at char {exc.pos}"
+
+
+def _is_facet_entry(value: Any) -> bool:
+    return isinstance(value, dict) and "score" in value
+
+
+def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Regroup an answer as ``{L2: {L3: entry}}`` the way the official ``fix_score_json`` does, plus
+    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made)."""
+    notes: list[str] = []
+    if len(obj) == 1:
+        (key, inner), = obj.items()
+        if isinstance(inner, dict) and canonical_l1(key) is not None and not _is_facet_entry(inner):
+            notes.append(f"unwrapped L1 key {key!r}")
+            obj = inner
+    mapping = l3_to_l2(dimension)
+    rename = L3_ALIASES.get(dimension, {})
+    grouped: dict[str, dict[str, Any]] = {}
+    first = next(iter(obj.values()), None)
+    if _is_facet_entry(first):  # flat {L3: {"score": ...}}: regroup under the canonical L2
+        notes.append("regrouped flat facet scores under their L2")
+        for l3, entry in obj.items():
+            if l3 in rename:
+                notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
+                l3 = rename[l3]
+            grouped.setdefault(mapping.get(l3, l3), {})[l3] = entry
+        return grouped, notes
+    for l2, facets in obj.items():
+        if not isinstance(facets, dict):
+            notes.append(f"dropped non-object value under {l2!r}")
+            continue
+        for l3, entry in facets.items():
+            if l3 in rename:
+                notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
+                l3 = rename[l3]
+            target = mapping.get(l3, l2)
+            if target != l2:
+                notes.append(f"moved facet {l3!r} from {l2!r} to {target!r}")
+            grouped.setdefault(target, {})[l3] = entry
+    return grouped, notes
+
+
+@dataclass
+class DimensionResult:
+    """The judge's verdict on one (image, dimension): status, scores, and everything needed to audit it."""
+
+    dimension: str
+    status: str  # "scored" | "all_na" | "parse_failure" | "error"
+    truncated: bool = False
+    parsed: dict[str, Any] | None = None  # the repaired {L2: {L3: entry}} object
+    scores: DimensionScores | None = None
+    repairs: list[str] = field(default_factory=list)
+    unknown_facets: list[str] = field(default_factory=list)  # facet names outside the taxonomy (still scored, as upstream does)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.scores
+        return {
+            "status": self.status,
+            "truncated": self.truncated,
+            "parsed": self.parsed,
+            "level1": s.l1 if s else None,
+            "level2": s.l2 if s else None,
+            "level3": s.l3 if s else None,
+            "n_scored": s.n_scored if s else 0,
+            "n_na": s.n_na if s else 0,
+            "invalid": s.invalid if s else [],
+            "repairs": self.repairs,
+            "unknown_facets": self.unknown_facets,
+            "error": self.error,
+        }
+
+
+def parse_generation(text: str, dimension: str, *, truncated: bool = False) -> DimensionResult:
+    """Read one generation into a :class:`DimensionResult`. Never raises on model output."""
+    obj, reason = extract_json(text)
+    if obj is None:
+        why = reason or "unparseable"
+        if truncated:
+            why += " (generation hit max_new_tokens)"
+        return DimensionResult(dimension, "parse_failure", truncated, error=why)
+    if not isinstance(obj, dict) or not obj:
+        kind = "an empty object" if obj == {} else f"a JSON {type(obj).__name__}"
+        return DimensionResult(dimension, "parse_failure", truncated, error=f"answer is {kind}, not facet scores")
+    grouped, notes = repair(obj, dimension)
+    if not grouped:
+        return DimensionResult(dimension, "parse_failure", truncated, repairs=notes, error="no facet scores in the answer")
+    known = l3_to_l2(dimension)
+    unknown = [l3 for facets in grouped.values() for l3 in facets if l3 not in known]
+    scores = score_dimension(grouped)
+    status = "scored" if scores.l1 is not None else "all_na"
+    return DimensionResult(dimension, status, truncated, grouped, scores, notes, unknown)
+
+
+def parse(generation: Generation, dimension: str) -> DimensionResult:
+    return parse_generation(generation.full_text, dimension, truncated=generation.truncated)
+
+
+def image_scores(results: dict[str, DimensionResult]) -> dict[str, Any]:
+    """Per-image scores at every level, from its dimension results (failures excluded, never zero)."""
+    from pixeljury.scoring import image_total
+
+    l1 = {d: r.scores.l1 for d, r in results.items() if r.scores is not None}
+    return {
+        "total": image_total(l1),
+        "level1": l1,
+        "level2": {d: r.scores.l2 for d, r in results.items() if r.scores is not None},
+        "level3": {d: r.scores.l3 for d, r in results.items() if r.scores is not None},
+    }
+
+
+__all__ = [
+    "L1_NAMES",
+    "PROTOCOL_ID",
+    "PROTOCOL_VERSION",
+    "DimensionResult",
+    "answer_text",
+    "build_request",
+    "extract_json",
+    "image_scores",
+    "parse",
+    "parse_generation",
+    "repair",
+]

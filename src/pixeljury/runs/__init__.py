@@ -1,0 +1,1 @@
+"""Run directories: the result store, the manifest, resume, exports."""

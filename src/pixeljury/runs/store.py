@@ -1,0 +1,198 @@
+"""Content-addressed result store: one SQLite file (WAL) per run directory.
+
+A result's key is the SHA-256 of everything that determines it (image bytes, prompt, protocol and
+version, judge model and revision, rubric, generation parameters, dimension, preprocessing). Each
+finished request is committed the moment it exists; a rerun looks its key up and skips the work.
+Failed attempts are kept in a separate table and never take the place of a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    protocol TEXT NOT NULL,
+    dimension TEXT NOT NULL,
+    image_sha256 TEXT,
+    prompt TEXT,
+    model_id TEXT,
+    key_fields TEXT NOT NULL,
+    status TEXT NOT NULL,
+    raw_text TEXT,
+    reasoning TEXT,
+    parsed TEXT,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    seconds REAL,
+    error TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT,
+    row_index INTEGER,
+    stage TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures(key);
+"""
+
+
+def result_key(fields: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the key fields (sorted keys, no whitespace)."""
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ResultRecord:
+    key: str
+    protocol: str
+    dimension: str
+    key_fields: dict[str, Any]
+    status: str  # protocol's word: "scored", "all_na", "parse_failure", ...
+    image_sha256: str | None = None
+    prompt: str | None = None
+    model_id: str | None = None
+    raw_text: str | None = None
+    reasoning: str | None = None
+    parsed: dict[str, Any] | None = None  # protocol-specific structured result (JSON)
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+_COLUMNS = (
+    "key", "protocol", "dimension", "image_sha256", "prompt", "model_id", "key_fields", "status", "raw_text",
+    "reasoning", "parsed", "finish_reason", "prompt_tokens", "completion_tokens", "seconds", "error", "created_at",
+)
+
+
+class ResultStore:
+    """Thread-confined SQLite connection to ``<run dir>/results.sqlite``."""
+
+    FILENAME = "results.sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    @classmethod
+    def in_dir(cls, run_dir: str | Path) -> "ResultStore":
+        return cls(Path(run_dir) / cls.FILENAME)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- results ---------------------------------------------------------------------------------
+    def put(self, record: ResultRecord) -> None:
+        self.put_many([record])
+
+    def put_many(self, records: Iterable[ResultRecord]) -> None:
+        """Commit results at once (one transaction). A key already present is left as it was."""
+        rows = [
+            (
+                r.key, r.protocol, r.dimension, r.image_sha256, r.prompt, r.model_id,
+                json.dumps(r.key_fields, sort_keys=True, ensure_ascii=False, default=str), r.status, r.raw_text,
+                r.reasoning, None if r.parsed is None else json.dumps(r.parsed, ensure_ascii=False),
+                r.finish_reason, r.prompt_tokens, r.completion_tokens, r.seconds, r.error, r.created_at,
+            )
+            for r in records
+        ]
+        if not rows:
+            return
+        placeholders = ",".join("?" * len(_COLUMNS))
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                f"INSERT OR IGNORE INTO results({','.join(_COLUMNS)}) VALUES ({placeholders})", rows
+            )
+
+    def existing_keys(self, keys: Iterable[str] | None = None) -> set[str]:
+        """Which of ``keys`` have a result (all keys when None)."""
+        if keys is None:
+            return {k for (k,) in self._conn.execute("SELECT key FROM results")}
+        keys = list(keys)
+        found: set[str] = set()
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            q = f"SELECT key FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update(k for (k,) in self._conn.execute(q, chunk))
+        return found
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, ResultRecord]:
+        keys = list(keys)
+        out: dict[str, ResultRecord] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            q = f"SELECT {','.join(_COLUMNS)} FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+            for row in self._conn.execute(q, chunk):
+                rec = self._record(row)
+                out[rec.key] = rec
+        return out
+
+    def iter_results(self, protocol: str | None = None) -> Iterator[ResultRecord]:
+        q = f"SELECT {','.join(_COLUMNS)} FROM results"
+        args: tuple = ()
+        if protocol:
+            q += " WHERE protocol = ?"
+            args = (protocol,)
+        for row in self._conn.execute(q + " ORDER BY created_at", args):
+            yield self._record(row)
+
+    def count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    @staticmethod
+    def _record(row: tuple) -> ResultRecord:
+        d = dict(zip(_COLUMNS, row))
+        d["key_fields"] = json.loads(d["key_fields"])
+        d["parsed"] = None if d["parsed"] is None else json.loads(d["parsed"])
+        return ResultRecord(**d)
+
+    # -- failures --------------------------------------------------------------------------------
+    def record_failure(self, stage: str, message: str, *, key: str | None = None, row_index: int | None = None,
+                       attempts: int = 1) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO failures(key, row_index, stage, message, attempts, created_at) VALUES (?,?,?,?,?,?)",
+                (key, row_index, stage, message, attempts, time.time()),
+            )
+
+    def failures(self) -> list[dict[str, Any]]:
+        cur = self._conn.execute(
+            "SELECT key, row_index, stage, message, attempts, created_at FROM failures ORDER BY id"
+        )
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
