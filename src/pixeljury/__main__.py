@@ -1,0 +1,3 @@
+from pixeljury.cli import main
+
+main()
