@@ -69,6 +69,9 @@ class Generation:
     completion_tokens: int | None = None
     reasoning: str | None = None  # thinking, when the engine returned it apart from the answer
     seconds: float | None = None  # wall time of the batch this generation came from, shared
+    # Set when this one request failed (after the engine's own retries) while others in the batch
+    # succeeded; the pipeline records it as a failure, never as a result, and retries it next run.
+    error: str | None = None
 
     @property
     def truncated(self) -> bool:
@@ -104,7 +107,10 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
-        """One generation per request, in the same order. Raise :class:`EngineError` on failure."""
+        """One generation per request, in the same order.
+
+        Raise :class:`EngineError` when the whole batch failed; return a :class:`Generation` with
+        ``error`` set (and ``finish_reason="error"``) for a request that failed on its own."""
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this engine."""
