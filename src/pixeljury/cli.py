@@ -23,6 +23,9 @@ def version() -> None:
 
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
+from pixeljury import cli_judge  # noqa: E402
+
+cli_judge.register(app)
 # --- end registered commands ---
 
 

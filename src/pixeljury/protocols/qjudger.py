@@ -156,19 +156,6 @@ def parse(generation: Generation, dimension: str) -> DimensionResult:
     return parse_generation(generation.full_text, dimension, truncated=generation.truncated)
 
 
-def image_scores(results: dict[str, DimensionResult]) -> dict[str, Any]:
-    """Per-image scores at every level, from its dimension results (failures excluded, never zero)."""
-    from pixeljury.scoring import image_total
-
-    l1 = {d: r.scores.l1 for d, r in results.items() if r.scores is not None}
-    return {
-        "total": image_total(l1),
-        "level1": l1,
-        "level2": {d: r.scores.l2 for d, r in results.items() if r.scores is not None},
-        "level3": {d: r.scores.l3 for d, r in results.items() if r.scores is not None},
-    }
-
-
 __all__ = [
     "L1_NAMES",
     "PROTOCOL_ID",
@@ -177,8 +164,22 @@ __all__ = [
     "answer_text",
     "build_request",
     "extract_json",
-    "image_scores",
+    "image_scores_from_dicts",
     "parse",
     "parse_generation",
     "repair",
 ]
+
+
+def image_scores_from_dicts(dimensions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-image scores from stored dimension dicts (``DimensionResult.as_dict()`` form)."""
+    from pixeljury.scoring import image_total
+
+    scored = {d: v for d, v in dimensions.items() if v.get("level1") is not None or v.get("level2")}
+    l1 = {d: v.get("level1") for d, v in scored.items()}
+    return {
+        "total": image_total(l1),
+        "level1": l1,
+        "level2": {d: v["level2"] for d, v in scored.items() if v.get("level2") is not None},
+        "level3": {d: v["level3"] for d, v in scored.items() if v.get("level3") is not None},
+    }

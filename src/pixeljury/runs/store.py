@@ -50,6 +50,16 @@ CREATE TABLE IF NOT EXISTS failures (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_key ON failures(key);
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rows (
+    row_index INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL
+);
 """
 
 
@@ -180,6 +190,39 @@ class ResultStore:
         d["key_fields"] = json.loads(d["key_fields"])
         d["parsed"] = None if d["parsed"] is None else json.loads(d["parsed"])
         return ResultRecord(**d)
+
+    # -- file hash cache: (path, size, mtime) -> sha256, so a resume need not re-read every image ----
+    def cached_hashes(self) -> dict[str, tuple[int, int, str]]:
+        return {p: (size, mtime, sha) for p, size, mtime, sha in self._conn.execute("SELECT * FROM file_hashes")}
+
+    def save_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
+        entries = list(entries)
+        if entries:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?)", entries)
+
+    # -- the row plan of the latest run (lets `export` rebuild outputs without the input) --------
+    def replace_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        data = [(r["row"], json.dumps(r, ensure_ascii=False, default=str)) for r in rows]
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM rows")
+            self._conn.executemany("INSERT INTO rows(row_index, payload) VALUES (?, ?)", data)
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        for (payload,) in self._conn.execute("SELECT payload FROM rows ORDER BY row_index"):
+            yield json.loads(payload)
+
+    def latest_failures(self, keys: Iterable[str]) -> dict[str, str]:
+        """The most recent failure message of each key that has one."""
+        keys = list(keys)
+        out: dict[str, str] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            q = (f"SELECT key, message FROM failures WHERE key IN ({','.join('?' * len(chunk))}) ORDER BY id")
+            out.update(dict(self._conn.execute(q, chunk).fetchall()))
+        return out
 
     # -- failures --------------------------------------------------------------------------------
     def record_failure(self, stage: str, message: str, *, key: str | None = None, row_index: int | None = None,

@@ -1,0 +1,126 @@
+"""``pixeljury judge`` and ``pixeljury export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from pixeljury.rubric.taxonomy import L1_NAMES
+
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def judge(
+    input: Path = typer.Argument(..., help="CSV, JSON, JSONL or Parquet with prompt, image_path, optional ID and model."),
+    model: str = typer.Option(..., "--model", "-m", help="Judge model: HF hub id, local directory, or ModelScope id."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (resumed if it exists). Default: runs/<input name>."),
+    metadata: Optional[Path] = typer.Option(None, help="Qwen-Image-Bench metadata (ID -> dims_en), JSON or JSONL."),
+    rubric: str = typer.Option("official", help="official (pinned upstream checklist) or builtin (not benchmark-comparable)."),
+    rubric_file: Optional[Path] = typer.Option(None, help="Local copy of the official checklists.py."),
+    dimensions: str = typer.Option(",".join(L1_NAMES), help="L1 dimensions for rows without a benchmark ID (comma-separated)."),
+    engine: str = typer.Option("transformers", help="transformers, vllm, openai or replay."),
+    revision: Optional[str] = typer.Option(None, help="Model revision (branch, tag or commit)."),
+    model_source: str = typer.Option("auto", help="auto (local dir, else HF hub), hf, modelscope or local."),
+    endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for --engine openai."),
+    api_key: Optional[str] = typer.Option(None, envvar="PIXELJURY_API_KEY", help="API key for --engine openai."),
+    replay_file: Optional[Path] = typer.Option(None, help="Recorded answers for --engine replay."),
+    batch_size: int = typer.Option(4, min=1, help="Requests per engine call."),
+    max_new_tokens: int = typer.Option(4096, min=1, help="Generation limit (official: 4096)."),
+    dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1..."),
+    keep_aspect: bool = typer.Option(False, help="Resize long side to 1024 keeping aspect (not the official square resize)."),
+    constrained: bool = typer.Option(False, help="JSON-schema-constrained answers (vllm/openai; not the official protocol)."),
+    thinking_budget: Optional[int] = typer.Option(None, help="Cap thinking tokens (with --constrained)."),
+    export: str = typer.Option("", help="Extra export formats: csv, parquet, xlsx (comma-separated)."),
+    retries: int = typer.Option(2, min=0, help="Extra attempts for a failed engine batch."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write the requests that would be sent, run no model."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (for logs and CI)."),
+) -> None:
+    """Judge images with Q-Judger; writes per-image JSONL, bench JSON per model and a CSV summary."""
+    from pixeljury.data.inputs import InputError
+    from pixeljury.data.metadata import MetadataError
+    from pixeljury.engines.base import EngineUnavailable, GenerationParams
+    from pixeljury.engines.factory import EngineSpec, create_engine
+    from pixeljury.rubric import RubricError
+    from pixeljury.runs.judge import JudgeConfig, run_judge
+    from pixeljury.runs.lock import RunLocked
+
+    out = out or Path("runs") / input.stem
+    params = GenerationParams(max_new_tokens=max_new_tokens, json_schema_constrained=constrained,
+                              thinking_budget=thinking_budget)
+    config = JudgeConfig(
+        input=input, out=out, metadata=metadata, rubric=rubric, rubric_file=rubric_file,
+        dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], keep_aspect=keep_aspect, params=params,
+        batch_size=batch_size, retries=retries, quiet=quiet,
+    )
+    spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype, device=device,
+                      batch_size=batch_size, endpoint=endpoint, api_key=api_key,
+                      replay_file=None if replay_file is None else str(replay_file))
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        if dry_run:
+            from pixeljury.runs.dryrun import dry_run as do_dry_run
+
+            dest = out / "requests.jsonl"
+            written, skipped = do_dry_run(config, model, revision, dest, console)
+            typer.echo(f"{written} requests written to {dest} ({skipped} rows skipped); no model was run")
+            return
+        summary = run_judge(config, lambda: create_engine(spec), console=console)
+    except (InputError, RubricError, MetadataError, EngineUnavailable, RunLocked, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if export:
+        from pixeljury.runs.exports import write_run_outputs
+        from pixeljury.runs.store import ResultStore
+
+        with ResultStore.in_dir(out) as store:
+            summary.outputs.update(write_run_outputs(out, store, ("jsonl",) + tuple(f.strip() for f in export.split(",") if f.strip())))
+    _print_summary(summary, console)
+
+
+def _print_summary(summary, console: Console) -> None:
+    import json
+
+    typer.echo(f"requests: {summary.requests} (reused {summary.reused}, computed {summary.computed}, "
+               f"without result {summary.failed}); rows skipped: {summary.row_errors}, duplicates: {summary.duplicates}")
+    for name, path in summary.outputs.items():
+        if name.startswith("bench:"):
+            b = json.loads(Path(path).read_text())
+            total = "n/a" if b["total"] is None else f"{b['total']:.2f}"
+            fails = sum(c["parse_failures"] for c in b["counts"].values())
+            typer.echo(f"  {b['model']}: total {total} over {b['n_images_scored']}/{b['n_images']} images, "
+                       f"parse failures {fails}{'' if b['comparable'] else '  [not benchmark-comparable]'}")
+    typer.echo(f"outputs in {summary.run_dir}/: per_image.jsonl, bench/, summary.csv, manifest.json")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pixeljury judge`."),
+    format: str = typer.Option("jsonl,csv,parquet,xlsx", "--format", "-f", help="Comma-separated: jsonl, csv, parquet, xlsx."),
+) -> None:
+    """Regenerate a run's outputs from its result store, without running anything."""
+    from pixeljury.runs.exports import write_run_outputs
+    from pixeljury.runs.store import ResultStore
+
+    if not (run_dir / ResultStore.FILENAME).is_file():
+        _fail(f"{run_dir} has no {ResultStore.FILENAME}; is it a pixeljury run directory?")
+    with ResultStore.in_dir(run_dir) as store:
+        try:
+            outputs = write_run_outputs(run_dir, store, tuple(f.strip() for f in format.split(",") if f.strip()))
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+    for name, path in outputs.items():
+        typer.echo(f"{name}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(judge)
+    app.command()(export)

@@ -1,0 +1,56 @@
+"""Progress display for long runs: requests done / total, images per minute, tokens per second, ETA,
+parse failures so far. Quiet mode prints nothing (for logs and CI)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+
+class RunProgress:
+    def __init__(self, total: int, *, quiet: bool = False, console: Console | None = None, label: str = "judging"):
+        self.total = total
+        self.quiet = quiet
+        self.started = time.perf_counter()
+        self.tokens = 0
+        self.images: set[str] = set()
+        self.parse_failures = 0
+        self.errors = 0
+        self._progress: Progress | None = None
+        if not quiet and total:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("[red]{task.fields[fails]}"),
+                TimeRemainingColumn(),
+                console=console or Console(stderr=True),
+                transient=False,
+            )
+            self._task = self._progress.add_task(label, total=total, rate="", fails="")
+
+    def __enter__(self) -> "RunProgress":
+        if self._progress:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress:
+            self._progress.stop()
+
+    def advance(self, n: int, *, tokens: int = 0, images: set[str] | None = None, parse_failures: int = 0,
+                errors: int = 0) -> None:
+        self.tokens += tokens
+        self.images |= images or set()
+        self.parse_failures += parse_failures
+        self.errors += errors
+        if not self._progress:
+            return
+        minutes = max(time.perf_counter() - self.started, 1e-9) / 60
+        rate = f"{len(self.images) / minutes:.1f} img/min  {self.tokens / (minutes * 60):.0f} tok/s"
+        fails = f"parse failures {self.parse_failures}" + (f"  errors {self.errors}" if self.errors else "")
+        self._progress.update(self._task, advance=n, rate=rate, fails=fails)
