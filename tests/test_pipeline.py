@@ -1,0 +1,240 @@
+"""The judge pipeline with a replay engine: scores, resume, key changes, and the bad-input catalogue."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pixeljury
+from pixeljury.data.inputs import InputError
+from pixeljury.engines.base import EngineError
+from pixeljury.engines.replay import ReplayEngine
+from pixeljury.rubric.taxonomy import TREE
+
+from conftest import CHECKLIST_FIXTURE
+
+
+def all_ones_answer(dimension: str) -> str:
+    body = {l2: {l3: {"score": 1} for l3 in l3s} for l2, l3s in TREE[dimension].items()}
+    return "<think>fine</think>\n" + json.dumps(body)
+
+
+def answer_for(req) -> str:
+    return all_ones_answer(req.request_id.split(":", 1)[0])
+
+
+def make_images(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        name = f"img{i}.png"
+        Image.new("RGB", (40 + i, 30), (i * 20 % 255, 100, 50)).save(folder / name)
+        names.append(f"imgs/{name}")
+    return names
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def judge(inp, out, engine, **kw):
+    kw.setdefault("rubric_file", CHECKLIST_FIXTURE)
+    kw.setdefault("retry_wait", 0.0)
+    return pixeljury.judge(inp, out=out, engine=engine, **kw)
+
+
+@pytest.fixture
+def three_rows(tmp_path, metadata_path):
+    names = make_images(tmp_path / "imgs", 3)
+    rows = [{"ID": 1, "prompt": "p1", "image_path": names[0], "model": "A"},
+            {"ID": 2, "prompt": "p2", "image_path": names[1], "model": "A"},
+            {"prompt": "custom", "image_path": names[2], "model": "B"}]
+    return write_jsonl(tmp_path / "in.jsonl", rows), metadata_path
+
+
+def test_scores_and_outputs_with_recorded_answers(three_rows, tmp_path):
+    inp, meta = three_rows
+    engine = ReplayEngine(answer_for)
+    s = judge(inp, tmp_path / "run", engine, metadata=meta, dimensions=["Quality", "Alignment"])
+    from pixeljury.data.metadata import BenchMetadata
+
+    md = BenchMetadata.load(meta)
+    expected = len(md.dimensions(1)) + len(md.dimensions(2)) + 2
+    assert s.computed == expected == engine.calls and s.reused == 0 and s.failed == 0
+    bench = pixeljury.load_bench(tmp_path / "run")
+    assert bench["A"]["total"] == 60.0 and bench["A"]["n_images"] == 2 and bench["A"]["comparable"] is False
+    assert bench["B"]["level1"] == {"Quality": 60.0, "Alignment": 60.0}
+    images = pixeljury.load_images(tmp_path / "run")
+    assert [r["row"] for r in images] == [0, 1, 2]
+    assert images[2]["comparable"] is False and list(images[2]["dimensions"]) == ["Quality", "Alignment"]
+    assert images[0]["input"] == {"ID": 1, "prompt": "p1", "image_path": "imgs/img0.png", "model": "A"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["computed"] == expected and manifest["finished_at"] and manifest["rubric"]["source"] == "official"
+    assert manifest["judge"]["engine"] == "replay" and manifest["input_sha256"]
+
+
+def test_rerun_reuses_everything_and_key_changes_recompute_only_what_changed(three_rows, tmp_path):
+    inp, meta = three_rows
+    run = tmp_path / "run"
+    first = judge(inp, run, ReplayEngine(answer_for), metadata=meta)
+    again = ReplayEngine(answer_for)
+    second = judge(inp, run, again, metadata=meta)
+    assert again.calls == 0 and second.reused == first.requests and second.computed == 0
+    builtin = ReplayEngine(answer_for)
+    third = judge(inp, run, builtin, metadata=meta, rubric="builtin", rubric_file=None)
+    assert builtin.calls == first.requests  # another rubric hash: everything recomputed
+    # a new row: only its requests are computed
+    rows = [json.loads(l) for l in inp.read_text().splitlines()]
+    rows.append({"prompt": "new one", "image_path": rows[0]["image_path"], "model": "C"})
+    write_jsonl(inp, rows)
+    more = ReplayEngine(answer_for)
+    fourth = judge(inp, run, more, metadata=meta)
+    assert more.calls == 5 and fourth.computed == 5 and fourth.reused == first.requests
+    assert third.computed == first.requests
+
+
+class FlakyEngine(ReplayEngine):
+    """Fails the first ``fail_first`` calls; always fails batches containing ``poison`` prompts."""
+
+    def __init__(self, fail_first=0, poison=None):
+        super().__init__(answer_for, batch_size=1)
+        self.fail_first, self.poison, self.attempts = fail_first, poison, 0
+
+    def generate(self, requests, params):
+        self.attempts += 1
+        if self.attempts <= self.fail_first:
+            raise EngineError("CUDA hiccup")
+        if self.poison and any(self.poison in p.text for r in requests for p in r.user if hasattr(p, "text")):
+            raise EngineError("server said 500")
+        return super().generate(requests, params)
+
+
+def test_engine_error_is_retried_then_recorded_never_fatal(three_rows, tmp_path):
+    inp, meta = three_rows
+    flaky = FlakyEngine(fail_first=1)
+    s = judge(inp, tmp_path / "r1", flaky, metadata=meta, retries=1)
+    assert s.failed == 0  # the first failure was retried
+    poisoned = FlakyEngine(poison="custom")
+    s2 = judge(inp, tmp_path / "r2", poisoned, metadata=meta, retries=2, dimensions=["Quality"])
+    assert s2.failed == 1 and s2.computed == s2.requests - 1
+    images = pixeljury.load_images(tmp_path / "r2")
+    dim = images[2]["dimensions"]["Quality"]
+    assert dim["status"] == "error" and "server said 500" in dim["error"]
+    assert images[2]["scores"]["total"] is None and images[0]["scores"]["total"] == 60.0
+    # the rerun retries only the failed request
+    healed = ReplayEngine(answer_for)
+    s3 = judge(inp, tmp_path / "r2", healed, metadata=meta, dimensions=["Quality"])
+    assert healed.calls == 1 and s3.failed == 0
+
+
+def bomb_png(path: Path) -> None:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+def test_bad_input_catalogue(tmp_path, metadata_path, shared_data):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGBA", (20, 20), (255, 0, 0, 128)).save(imgs / "rgba.png")
+    Image.new("P", (20, 20)).save(imgs / "pal.png")
+    Image.new("CMYK", (20, 20), (10, 200, 30, 0)).save(imgs / "cmyk.jpg")
+    Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)).save(imgs / "deep.png")
+    Image.new("L", (20, 20), 90).save(imgs / "gray.png")
+    (imgs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    bomb_png(imgs / "bomb.png")
+    wrong_ext = shared_data / "images" / "t2v_metrics" / "0.png"
+    rows = [
+        {"prompt": "rgba", "image_path": "imgs/rgba.png"},          # 0 ok
+        {"prompt": "palette", "image_path": "imgs/pal.png"},        # 1 ok
+        {"prompt": "cmyk", "image_path": "imgs/cmyk.jpg"},          # 2 ok
+        {"prompt": "16-bit", "image_path": "imgs/deep.png"},        # 3 ok
+        {"prompt": "gray", "image_path": "imgs/gray.png"},          # 4 ok
+        {"prompt": "jpeg named png", "image_path": str(wrong_ext)},  # 5 ok
+        {"prompt": "missing", "image_path": "imgs/nope.png"},       # 6 missing file
+        {"prompt": "corrupt", "image_path": "imgs/corrupt.png"},    # 7 corrupt
+        {"prompt": "bomb", "image_path": "imgs/bomb.png"},          # 8 decompression bomb
+        {"prompt": "unknown id", "image_path": "imgs/gray.png", "ID": 99999},  # 9
+        {"prompt": "gray", "image_path": "imgs/gray.png"},          # 10 duplicate of 4
+        {"prompt": "", "image_path": "imgs/gray.png"},              # 11 empty prompt
+    ]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    s = judge(inp, tmp_path / "run", ReplayEngine(answer_for), metadata=metadata_path, dimensions=["Quality"])
+    images = {r["row"]: r for r in pixeljury.load_images(tmp_path / "run")}
+    for ok in range(6):
+        assert images[ok]["status"] == "ok" and images[ok]["scores"]["total"] == 60.0, images[ok]
+    assert images[6]["status"] == "row_error" and "does not exist" in images[6]["errors"][0]
+    assert "corrupt or truncated" in images[7]["dimensions"]["Quality"]["error"]
+    assert "row 7" in images[7]["errors"][0]
+    assert "decompression bomb" in images[8]["dimensions"]["Quality"]["error"]
+    assert images[9]["errors"] == [f"ID 99999 is not in the benchmark metadata ({metadata_path})"]
+    assert images[10]["status"] == "duplicate" and "duplicate of row 4" in images[10]["errors"][0]
+    assert images[11]["errors"] == ["empty prompt"]
+    assert s.row_errors == 3 and s.duplicates == 1 and s.failed == 2  # corrupt + bomb have no result
+    bench = pixeljury.load_bench(tmp_path / "run")["in"]
+    assert bench["n_images"] == 8 and bench["n_images_scored"] == 6  # duplicates and row errors not counted
+
+
+def test_whole_file_problems_fail_before_any_model_is_loaded(tmp_path):
+    loaded = []
+
+    def factory():
+        loaded.append(1)
+        return ReplayEngine(answer_for)
+
+    from pixeljury.runs.judge import JudgeConfig, run_judge
+
+    bad = tmp_path / "in.csv"
+    bad.write_text("prompt,image\nx,y\n")
+    with pytest.raises(InputError, match="image_path"):
+        run_judge(JudgeConfig(input=bad, out=tmp_path / "o", rubric_file=CHECKLIST_FIXTURE, quiet=True), factory)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("prompt,image_path\n\xe9t\xe9,a.png\n".encode("latin-1"))
+    with pytest.raises(InputError, match="UTF-8"):
+        run_judge(JudgeConfig(input=latin, out=tmp_path / "o", rubric_file=CHECKLIST_FIXTURE, quiet=True), factory)
+    assert loaded == []
+
+
+def test_two_processes_cannot_share_a_run_directory(tmp_path):
+    from pixeljury.runs.lock import RunLock, RunLocked
+
+    with RunLock(tmp_path):
+        with pytest.raises(RunLocked, match="in use by pid"):
+            with RunLock(tmp_path):
+                pass
+    with RunLock(tmp_path):  # released again
+        pass
+
+
+def test_export_regenerates_outputs_from_the_store(three_rows, tmp_path):
+    inp, meta = three_rows
+    run = tmp_path / "run"
+    judge(inp, run, ReplayEngine(answer_for), metadata=meta, dimensions=["Quality"])
+    before = (run / "per_image.jsonl").read_text()
+    (run / "per_image.jsonl").unlink()
+    from typer.testing import CliRunner
+
+    from pixeljury.cli import app
+
+    res = CliRunner().invoke(app, ["export", str(run), "--format", "jsonl,csv,parquet,xlsx"])
+    assert res.exit_code == 0, res.output
+    assert (run / "per_image.jsonl").read_text() == before
+    import pyarrow.parquet as pq
+    from openpyxl import load_workbook
+
+    table = pq.read_table(run / "per_image.parquet").to_pylist()
+    assert [r["total"] for r in table] == [60.0, 60.0, 60.0]
+    assert table[0]["Quality/Detail/Noise"] == 60.0
+    wb = load_workbook(run / "scores.xlsx")
+    assert wb.sheetnames == ["Level-1", "Level-2", "Level-3", "Images"]
+    assert [c.value for c in wb["Level-1"][2]][:3] == ["A", 60.0, 60.0]
