@@ -121,6 +121,48 @@ def export(
         typer.echo(f"{name}: {path}")
 
 
+
+
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's inputs, model and run."),
+    model: Optional[str] = typer.Option(None, help="A real judge model (HF id or directory). Default: a tiny random one."),
+    rubric_file: Optional[Path] = typer.Option(None, help="The official checklists.py, if you have it."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Default: 64 for the tiny judge, 4096 for a real one."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run the judge pipeline offline on images pixeljury draws, and show where the outputs are."""
+    from pixeljury.demo import make_demo_inputs
+    from pixeljury.engines.base import GenerationParams
+    from pixeljury.engines.factory import EngineSpec, create_engine
+    from pixeljury.runs.judge import JudgeConfig, run_judge
+
+    console = Console(stderr=True, quiet=quiet)
+    inputs = make_demo_inputs(out / "inputs")
+    tiny = model is None
+    if tiny:
+        from pixeljury.testing.tiny import build_tiny_qwen3vl
+
+        model_dir = out / "tiny-judge"
+        if not (model_dir / "config.json").exists():
+            console.print(f"building a tiny random Qwen3-VL judge in {model_dir} (no real judge given) ...")
+            build_tiny_qwen3vl(model_dir)
+        model = str(model_dir)
+    config = JudgeConfig(
+        input=inputs, out=out / "run", rubric="official" if rubric_file else "builtin", rubric_file=rubric_file,
+        params=GenerationParams(max_new_tokens=max_new_tokens or (64 if tiny else 4096)), batch_size=4, quiet=quiet,
+    )
+    spec = EngineSpec(engine="transformers", model=model, batch_size=4)
+    summary = run_judge(config, lambda: create_engine(spec), console=console)
+    _print_summary(summary, console)
+    if tiny:
+        typer.echo("NOTE: the judge was a tiny model with random weights. Its answers are noise, so most dimensions\n"
+                   "are counted as parse failures and any score above is meaningless. Pass --model with a real\n"
+                   "Q-Judger checkpoint (and --rubric-file with the official checklists.py) for real scores.")
+    typer.echo(f"demo inputs: {inputs}")
+    typer.echo(f"demo outputs: {summary.run_dir.resolve()}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(judge)
     app.command()(export)
+    app.command()(demo)
