@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class JudgeConfig:
     retry_wait: float = 1.0
     default_model: str | None = None  # generator name for rows without a `model` column
     quiet: bool = False
+    loader_threads: int = 4  # background image decoding
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -141,19 +143,23 @@ class _Runner:
         self.config, self.engine, self.store, self.prep, self.console = config, engine, store, prep, console
         self.computed = 0
 
-    def _requests(self, batch) -> tuple[list[ChatRequest], list[tuple[PlannedRow, str, str]]]:
-        """Load each image once per batch; a row whose image fails is recorded and left out."""
-        images: dict[str, Any] = {}
+    def prefetch(self, pool: ThreadPoolExecutor, batch) -> dict[str, Future]:
+        """Start decoding a batch's images in the background (PIL releases the GIL while decoding)."""
+        futures: dict[str, Future] = {}
+        for row, _, _ in batch:
+            if row.image_sha256 not in futures:
+                futures[row.image_sha256] = pool.submit(load_for_judge, Path(row.image_abspath),
+                                                        keep_aspect=self.config.keep_aspect)
+        return futures
+
+    def _requests(self, batch, images: dict[str, Future]) -> tuple[list[ChatRequest], list[tuple[PlannedRow, str, str]]]:
+        """Requests for a batch; a row whose image fails to load is recorded and left out."""
         requests, kept = [], []
         for row, dim, key in batch:
-            if row.image_sha256 not in images:
-                try:
-                    images[row.image_sha256], _ = load_for_judge(Path(row.image_abspath), keep_aspect=self.config.keep_aspect)
-                except ImageLoadError as exc:
-                    images[row.image_sha256] = exc
-            img = images[row.image_sha256]
-            if isinstance(img, ImageLoadError):
-                self.store.record_failure("image", f"row {row.row}: {img}", key=key, row_index=row.row)
+            try:
+                img, _ = images[row.image_sha256].result()
+            except ImageLoadError as exc:
+                self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row)
                 continue
             req = qjudger.build_request(self.prep.rubric, row.prompt, dim, img, row.image_sha256, f"{dim}:{key}")
             requests.append(req)
@@ -180,8 +186,8 @@ class _Runner:
             time.sleep(self.config.retry_wait * attempt)
         return None
 
-    def run_batch(self, batch, progress: RunProgress) -> None:
-        requests, kept = self._requests(batch)
+    def run_batch(self, batch, images: dict[str, Future], progress: RunProgress) -> None:
+        requests, kept = self._requests(batch, images)
         failed_images = len(batch) - len(kept)
         gens = self._generate(requests, kept) if requests else []
         if gens is None:
@@ -233,9 +239,16 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                     console.print(f"resuming: {len(done)} of {len(all_keys)} requests already in {out}")
                 runner = _Runner(config, engine, store, prep, console)
                 size = config.batch_size or engine.preferred_batch_size
-                with RunProgress(len(pending), quiet=config.quiet, console=console) as progress:
-                    for batch in _batches(pending, size):
-                        runner.run_batch(batch, progress)
+                batches = list(_batches(pending, size))
+                # Images of the next batch are decoded while the engine works on this one; at most
+                # two batches of images are in memory at a time.
+                with RunProgress(len(pending), quiet=config.quiet, console=console) as progress, \
+                        ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
+                    ahead = runner.prefetch(pool, batches[0]) if batches else {}
+                    for i, batch in enumerate(batches):
+                        current = ahead
+                        ahead = runner.prefetch(pool, batches[i + 1]) if i + 1 < len(batches) else {}
+                        runner.run_batch(batch, current, progress)
                 failed = len(all_keys - store.existing_keys(all_keys))
                 manifest.update(finished_at=iso_now(), computed=runner.computed, failed_requests=failed)
                 write_manifest(out, manifest)
