@@ -7,6 +7,8 @@ import csv
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +21,55 @@ from pixeljury.scoring import aggregate
 FORMATS = ("jsonl", "csv", "parquet", "xlsx")
 
 
+def iter_image_records(store: ResultStore, chunk: int = 500) -> Iterator[dict[str, Any]]:
+    """One record per input row of the latest run, with its dimensions' results and scores.
+
+    Rows are read from the store a chunk at a time, so memory stays bounded however large the run.
+    """
+    rows = store.iter_rows()
+    while True:
+        batch = list(islice(rows, chunk))
+        if not batch:
+            return
+        keys = {k for r in batch for k in r.get("keys", {}).values()}
+        results = store.get_many(keys)
+        failures = store.latest_failures(keys - results.keys())
+        for r in batch:
+            yield _image_record(r, results, failures)
+
+
 def image_records(store: ResultStore) -> list[dict[str, Any]]:
-    """One record per input row of the latest run, with its dimensions' results and scores."""
-    rows = list(store.iter_rows())
-    keys = {k for r in rows for k in r.get("keys", {}).values()}
-    results = store.get_many(keys)
-    failures = store.latest_failures(keys - results.keys())
-    records = []
-    for r in rows:
-        dims: dict[str, Any] = {}
-        for dim, key in r.get("keys", {}).items():
-            res = results.get(key)
-            if res is None:
-                dims[dim] = {"status": "error", "error": failures.get(key, "not computed"), "raw_text": None}
-                continue
-            entry = dict(res.parsed or {})
-            entry.update(raw_text=res.raw_text, reasoning=res.reasoning, finish_reason=res.finish_reason,
-                         completion_tokens=res.completion_tokens)
-            dims[dim] = entry
-        status = r["status"]
-        errors = list(r.get("errors", []))
-        image_errors = {d["error"] for d in dims.values() if d["status"] == "error" and d["error"].startswith("row ")}
-        if status == "ok" and dims and all(d["status"] == "error" for d in dims.values()) and image_errors:
-            errors.extend(sorted(image_errors))
-        records.append({
-            "row": r["row"], "model": r["model"], "ID": r["ID"], "prompt": r["prompt"],
-            "image_path": r["image_path"], "image_abspath": r["image_abspath"], "image_sha256": r["image_sha256"],
-            "comparable": r["comparable"], "status": status, "errors": errors, "input": r["input"],
-            "dimensions": dims, "scores": image_scores_from_dicts(dims), "manifest": MANIFEST_NAME,
-        })
-    return records
+    return list(iter_image_records(store))
+
+
+def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) -> dict[str, Any]:
+    dims: dict[str, Any] = {}
+    for dim, key in r.get("keys", {}).items():
+        res = results.get(key)
+        if res is None:
+            dims[dim] = {"status": "error", "error": failures.get(key, "not computed"), "raw_text": None}
+            continue
+        entry = dict(res.parsed or {})
+        entry.update(raw_text=res.raw_text, reasoning=res.reasoning, finish_reason=res.finish_reason,
+                     completion_tokens=res.completion_tokens)
+        dims[dim] = entry
+    errors = list(r.get("errors", []))
+    image_errors = {d["error"] for d in dims.values() if d["status"] == "error" and d["error"].startswith("row ")}
+    if r["status"] == "ok" and dims and all(d["status"] == "error" for d in dims.values()) and image_errors:
+        errors.extend(sorted(image_errors))
+    return {
+        "row": r["row"], "model": r["model"], "ID": r["ID"], "prompt": r["prompt"],
+        "image_path": r["image_path"], "image_abspath": r["image_abspath"], "image_sha256": r["image_sha256"],
+        "comparable": r["comparable"], "status": r["status"], "errors": errors, "input": r["input"],
+        "dimensions": dims, "scores": image_scores_from_dicts(dims), "manifest": MANIFEST_NAME,
+    }
+
+
+def _light(rec: dict[str, Any]) -> dict[str, Any]:
+    """What aggregation and tables need from a record: no raw texts, no parsed JSON."""
+    keep = ("status", "truncated", "n_na", "invalid")
+    return {**{k: v for k, v in rec.items() if k not in ("dimensions", "input")},
+            "dimensions": {d: {k: v.get(k) for k in keep} for d, v in rec["dimensions"].items()}}
 
 
 def slug(name: str) -> str:
@@ -101,7 +122,7 @@ def flat_image_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "image_path": rec["image_path"], "image_sha256": rec["image_sha256"], "status": rec["status"],
             "comparable": rec["comparable"], "errors": "; ".join(rec["errors"]),
             "parse_failures": counts["parse_failure"], "dimension_errors": counts["error"],
-            **_flat_scores(rec["scores"]),
+            **_flat_scores(rec["scores"]), "manifest": MANIFEST_NAME,
         })
     return table
 
@@ -168,14 +189,17 @@ def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    records = image_records(store)
-    bench = bench_by_model(records)
     out: dict[str, Path] = {}
     path = run_dir / "per_image.jsonl"
-    with open(path, "w", encoding="utf-8") as fh:
-        for rec in records:
+    records = []  # light records only: raw texts go straight to the file
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in iter_image_records(store):
             fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+            records.append(_light(rec))
+    tmp.replace(path)
     out["per_image"] = path
+    bench = bench_by_model(records)
     bench_dir = run_dir / "bench"
     bench_dir.mkdir(exist_ok=True)
     for model, b in bench.items():
