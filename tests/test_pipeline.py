@@ -143,8 +143,30 @@ def bomb_png(path: Path) -> None:
                      + chunk(b"IEND", b""))
 
 
-def test_bad_input_catalogue(tmp_path, metadata_path, shared_data):
-    imgs = tmp_path / "imgs"
+CATALOGUE = [  # (case, prompt, image, extra fields)
+    ("rgba", "rgba", "imgs/rgba.png", {}),
+    ("palette", "palette", "imgs/pal.png", {}),
+    ("cmyk", "cmyk", "imgs/cmyk.jpg", {}),
+    ("16-bit", "16-bit", "imgs/deep.png", {}),
+    ("grayscale", "gray", "imgs/gray.png", {}),
+    ("wrong extension", "jpeg named png", "<shared>/images/t2v_metrics/0.png", {}),
+    ("missing image", "missing", "imgs/nope.png", {}),
+    ("corrupt image", "corrupt", "imgs/corrupt.png", {}),
+    ("decompression bomb", "bomb", "imgs/bomb.png", {}),
+    ("unknown ID", "unknown id", "imgs/gray.png", {"ID": 99999}),
+    ("duplicate row", "gray", "imgs/gray.png", {}),
+    ("empty prompt", "", "imgs/gray.png", {}),
+]
+ROW = {case: i for i, (case, *_rest) in enumerate(CATALOGUE)}
+
+
+@pytest.fixture(scope="module")
+def catalogue_run(tmp_path_factory):
+    from conftest import METADATA, SHARED_DATA, need_shared
+
+    need_shared(SHARED_DATA)
+    tmp = tmp_path_factory.mktemp("catalogue")
+    imgs = tmp / "imgs"
     imgs.mkdir()
     Image.new("RGBA", (20, 20), (255, 0, 0, 128)).save(imgs / "rgba.png")
     Image.new("P", (20, 20)).save(imgs / "pal.png")
@@ -153,36 +175,49 @@ def test_bad_input_catalogue(tmp_path, metadata_path, shared_data):
     Image.new("L", (20, 20), 90).save(imgs / "gray.png")
     (imgs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     bomb_png(imgs / "bomb.png")
-    wrong_ext = shared_data / "images" / "t2v_metrics" / "0.png"
-    rows = [
-        {"prompt": "rgba", "image_path": "imgs/rgba.png"},          # 0 ok
-        {"prompt": "palette", "image_path": "imgs/pal.png"},        # 1 ok
-        {"prompt": "cmyk", "image_path": "imgs/cmyk.jpg"},          # 2 ok
-        {"prompt": "16-bit", "image_path": "imgs/deep.png"},        # 3 ok
-        {"prompt": "gray", "image_path": "imgs/gray.png"},          # 4 ok
-        {"prompt": "jpeg named png", "image_path": str(wrong_ext)},  # 5 ok
-        {"prompt": "missing", "image_path": "imgs/nope.png"},       # 6 missing file
-        {"prompt": "corrupt", "image_path": "imgs/corrupt.png"},    # 7 corrupt
-        {"prompt": "bomb", "image_path": "imgs/bomb.png"},          # 8 decompression bomb
-        {"prompt": "unknown id", "image_path": "imgs/gray.png", "ID": 99999},  # 9
-        {"prompt": "gray", "image_path": "imgs/gray.png"},          # 10 duplicate of 4
-        {"prompt": "", "image_path": "imgs/gray.png"},              # 11 empty prompt
-    ]
-    inp = write_jsonl(tmp_path / "in.jsonl", rows)
-    s = judge(inp, tmp_path / "run", ReplayEngine(answer_for), metadata=metadata_path, dimensions=["Quality"])
-    images = {r["row"]: r for r in pixeljury.load_images(tmp_path / "run")}
-    for ok in range(6):
-        assert images[ok]["status"] == "ok" and images[ok]["scores"]["total"] == 60.0, images[ok]
-    assert images[6]["status"] == "row_error" and "does not exist" in images[6]["errors"][0]
-    assert "corrupt or truncated" in images[7]["dimensions"]["Quality"]["error"]
-    assert "row 7" in images[7]["errors"][0]
-    assert "decompression bomb" in images[8]["dimensions"]["Quality"]["error"]
-    assert images[9]["errors"] == [f"ID 99999 is not in the benchmark metadata ({metadata_path})"]
-    assert images[10]["status"] == "duplicate" and "duplicate of row 4" in images[10]["errors"][0]
-    assert images[11]["errors"] == ["empty prompt"]
-    assert s.row_errors == 3 and s.duplicates == 1 and s.failed == 2  # corrupt + bomb have no result
-    bench = pixeljury.load_bench(tmp_path / "run")["in"]
-    assert bench["n_images"] == 8 and bench["n_images_scored"] == 6  # duplicates and row errors not counted
+    rows = [{"prompt": prompt, "image_path": image.replace("<shared>", str(SHARED_DATA)), **extra}
+            for _case, prompt, image, extra in CATALOGUE]
+    inp = write_jsonl(tmp / "in.jsonl", rows)
+    summary = judge(inp, tmp / "run", ReplayEngine(answer_for), metadata=METADATA, dimensions=["Quality"])
+    images = {r["row"]: r for r in pixeljury.load_images(tmp / "run")}
+    return summary, images, pixeljury.load_bench(tmp / "run")["in"]
+
+
+@pytest.mark.parametrize("case", ["rgba", "palette", "cmyk", "16-bit", "grayscale", "wrong extension"])
+def test_catalogue_images_that_must_simply_work(catalogue_run, case):
+    _, images, _ = catalogue_run
+    rec = images[ROW[case]]
+    assert rec["status"] == "ok" and rec["errors"] == [] and rec["scores"]["total"] == 60.0
+
+
+@pytest.mark.parametrize("case,status,message", [
+    ("missing image", "row_error", "does not exist"),
+    ("unknown ID", "row_error", "ID 99999 is not in the benchmark metadata"),
+    ("duplicate row", "duplicate", "duplicate of row 4"),
+    ("empty prompt", "row_error", "empty prompt"),
+])
+def test_catalogue_rows_skipped_with_a_message(catalogue_run, case, status, message):
+    _, images, _ = catalogue_run
+    rec = images[ROW[case]]
+    assert rec["status"] == status and message in rec["errors"][0]
+    assert rec["scores"]["total"] is None or status == "duplicate"
+
+
+@pytest.mark.parametrize("case,message", [("corrupt image", "corrupt or truncated"),
+                                          ("decompression bomb", "decompression bomb")])
+def test_catalogue_unloadable_images_are_recorded_per_row(catalogue_run, case, message):
+    _, images, _ = catalogue_run
+    rec = images[ROW[case]]
+    dim = rec["dimensions"]["Quality"]
+    assert dim["status"] == "error" and message in dim["error"] and dim["error"].startswith(f"row {ROW[case]}:")
+    assert rec["scores"]["total"] is None and f"row {ROW[case]}" in rec["errors"][0]
+
+
+def test_catalogue_run_goes_on_and_counts(catalogue_run):
+    summary, _, bench = catalogue_run
+    assert summary.row_errors == 3 and summary.duplicates == 1 and summary.failed == 2
+    assert bench["n_images"] == 8 and bench["n_images_scored"] == 6  # duplicates and skipped rows not counted
+    assert bench["counts"]["Quality"]["errors"] == 2
 
 
 def test_whole_file_problems_fail_before_any_model_is_loaded(tmp_path):
