@@ -170,7 +170,11 @@ class _Runner:
         attempts = 1 + max(0, self.config.retries)
         for attempt in range(1, attempts + 1):
             try:
-                return self.engine.generate(requests, self.config.params)
+                gens = self.engine.generate(requests, self.config.params)
+                if [g.request_id for g in gens] != [r.request_id for r in requests]:
+                    raise EngineError(f"engine returned {len(gens)} generations for {len(requests)} requests, "
+                                      "or out of order", retryable=False)
+                return gens
             except EngineError as exc:
                 reason, retryable = str(exc), exc.retryable
             except Exception as exc:  # noqa: BLE001 - an engine bug must not end the run; it is recorded below
