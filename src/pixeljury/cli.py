@@ -23,6 +23,9 @@ def version() -> None:
 
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
+from pixeljury.analysis.commands import register as register_analysis  # noqa: E402
+
+register_analysis(app)
 # --- end registered commands ---
 
 

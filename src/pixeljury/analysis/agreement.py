@@ -243,17 +243,20 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, 
     return float(lo), float(hi)
 
 
+def resample(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Indices of one bootstrap resample of ``n`` units (with replacement)."""
+    return rng.integers(0, n, size=n)
+
+
 def bootstrap(
-    statistic: Callable[[np.ndarray], Mapping[str, float | None]],
-    n_units: int,
+    statistic: Callable[[np.random.Generator], Mapping[str, float | None]],
     *,
     n_boot: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
-    strata: Sequence[object] | np.ndarray | None = None,
 ) -> tuple[dict[str, tuple[float, float] | None], list[str]]:
-    """Percentile CIs of each value ``statistic(indices)`` returns, over ``n_boot`` resamples of
-    ``range(n_units)`` drawn with replacement (within each stratum when ``strata`` is given).
+    """Percentile CIs of each value ``statistic(rng)`` returns; ``statistic`` draws its own resample
+    from the generator (items, models, items within models...), so one seed fixes every interval.
 
     Resamples where a value is undefined (e.g. all-equal scores) are left out of that value's
     interval and counted in the notes; if more than half are undefined the interval is None.
@@ -263,16 +266,10 @@ def bootstrap(
     if n_boot < 1:
         raise AgreementError(f"n_boot must be positive, got {n_boot}")
     rng = np.random.default_rng(seed)
-    if strata is None:
-        pools = [np.arange(n_units)]
-    else:
-        labels = np.asarray(strata)
-        pools = [np.flatnonzero(labels == s) for s in dict.fromkeys(labels.tolist())]
     draws: dict[str, list[float]] = {}
     undefined: dict[str, int] = {}
     for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(pool, size=len(pool), replace=True) for pool in pools])
-        for name, value in statistic(idx).items():
+        for name, value in statistic(rng).items():
             if value is None or not math.isfinite(value):
                 undefined[name] = undefined.get(name, 0) + 1
             else:
