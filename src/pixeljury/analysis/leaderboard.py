@@ -22,6 +22,7 @@ from pixeljury.scoring import aggregate
 class Entry:
     model: str  # as in the run; "<model> [<run dir>]" when several runs hold the same model
     run: str
+    source_model: str  # the model's name inside its run
     comparable: bool | None  # the run's rubric is the official one (leaderboard-comparable)
     rank: int | None  # 1 = best total; equal totals share a rank; no total, no rank
     total: float | None
@@ -100,6 +101,7 @@ def build(runs: list[Run], *, n_boot: int = 1000, seed: int = 0, confidence: flo
             entries.append(Entry(
                 model=label,
                 run=str(run.path),
+                source_model=model,
                 comparable=_comparable(run),
                 rank=None,
                 total=bench.total,

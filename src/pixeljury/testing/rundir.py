@@ -84,3 +84,40 @@ def write_run_dir(out: Path, items: list[FakeImage], *, base: Path | None = None
         for i, item in enumerate(items):
             fh.write(json.dumps(make_record(i, item, base)) + "\n")
     return out
+
+
+# A small, realistic run over the shared t2v_metrics images: four models, two prompts, all five L1
+# dimensions, with one unreadable answer and some N/A verdicts, so every part of a report has data.
+T2V_PROMPTS = (
+    "The brown dog chases the black dog around the tree.",
+    "Two cats sit at the window, the blue one intently watching the rain, the red one curled up asleep.",
+)
+T2V_MODELS = (("DALLE3", "DALLE3.png"), ("Midjourney", "Midjourney.jpg"), ("SDXL", "SDXL.jpg"), ("DeepFloyd", "DeepFloyd.jpg"))
+
+
+def _verdicts(strength: int, prompt_index: int) -> dict[str, dict[str, Any] | str]:
+    """Deterministic facet verdicts: a stronger model gets more 2s. ``strength`` 0..3."""
+    def pick(i: int) -> int:
+        return min(2, max(0, (strength + i + prompt_index) * 2 // 4 - (i % 2)))
+
+    out: dict[str, dict[str, Any] | str] = {
+        "Quality": {"Physical Logic": pick(1), "Material Texture": pick(2), "Noise": pick(3), "Resolution": pick(4)},
+        "Aesthetics": {"Composition": pick(2), "Color Harmony": pick(3), "Lighting & Atmosphere": pick(1)},
+        "Alignment": {"Quantity": pick(0), "Color": pick(1), "Full-body Action": pick(2), "2D Space": pick(0)},
+        "Real-world Fidelity": {"Animals": pick(3), "Social Bias": "N/A"},
+        "Creative Generation": {"Imagination": pick(1), "Cinematic Style": pick(2), "Text Accuracy": "N/A"},
+    }
+    return out
+
+
+def sample_run(out: Path, images_dir: Path) -> Path:
+    """Write the sample run (``images_dir`` = shared/data/images/t2v_metrics)."""
+    items = []
+    for p, prompt in enumerate(T2V_PROMPTS):
+        for strength, (model, filename) in zip((3, 2, 1, 0), T2V_MODELS):
+            verdicts = _verdicts(strength, p)
+            if model == "DeepFloyd" and p == 1:
+                verdicts["Alignment"] = "<think>The cats are hard to make out.</think>Scores: mostly fine"  # unparseable
+            items.append(FakeImage(model, prompt, images_dir / str(p) / filename, verdicts, bench_id=p,
+                                   reasoning=f"Looking at the {model} image for the prompt, facet by facet"))
+    return write_run_dir(out, items)
