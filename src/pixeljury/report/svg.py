@@ -28,17 +28,19 @@ def _text_colour(value: float | None) -> str:
     return "#ffffff" if value is not None and (value < 25 or value > 85) else "#111827"
 
 
-def radar(axes: Sequence[str], values: Sequence[float | None], *, colour: str = PALETTE[0], size: int = 260,
+def radar(axes: Sequence[str], values: Sequence[float | None], *, colour: str = PALETTE[0], size: int = 230,
           title: str = "") -> str:
     """One model's L1 means on axes from the centre (0) to the rim (100). A missing value sits at 0 and
     its label says "n/a", so a gap is never drawn as a score."""
     n = len(axes)
     if n < 3:
         raise ValueError(f"a radar needs at least 3 axes, got {n}")
-    cx = cy = size / 2
-    radius = size / 2 - 58  # room for labels
-    parts = [f'<svg class="radar" xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
-             f'viewBox="0 0 {size} {size}" role="img" aria-label="{escape(title)}">']
+    # Wider than tall: the L1 names sit left and right of the chart and must not be clipped.
+    width, height = size + 150, size
+    cx, cy = width / 2, size / 2 + 4
+    radius = size / 2 - 44
+    parts = [f'<svg class="radar" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">']
     if title:
         parts.append(f'<title>{escape(title)}</title>')
 
@@ -52,11 +54,13 @@ def radar(axes: Sequence[str], values: Sequence[float | None], *, colour: str = 
     for i, axis in enumerate(axes):
         x, y = point(i, radius)
         parts.append(f'<line x1="{cx}" y1="{cy}" x2="{x:.1f}" y2="{y:.1f}" stroke="#d1d5db" stroke-width="0.6"/>')
-        lx, ly = point(i, radius + 14)
+        lx, ly = point(i, radius + 12)
         anchor = "middle" if abs(lx - cx) < 8 else ("start" if lx > cx else "end")
         v = values[i]
-        label = f"{axis} ({'n/a' if v is None else f'{v:.0f}'})"
-        parts.append(f'<text x="{lx:.1f}" y="{ly + 4:.1f}" font-size="10" text-anchor="{anchor}" fill="#374151">{escape(label)}</text>')
+        top = ly - 12 if ly < cy - radius * 0.5 else ly + (8 if ly > cy + radius * 0.5 else -2)
+        parts.append(f'<text x="{lx:.1f}" y="{top:.1f}" font-size="10" text-anchor="{anchor}" fill="#374151">'
+                     f'<tspan x="{lx:.1f}">{escape(axis)}</tspan>'
+                     f'<tspan x="{lx:.1f}" dy="12" font-weight="600">{"n/a" if v is None else f"{v:.1f}"}</tspan></text>')
     shape = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(i, radius * (v or 0.0) / 100) for i, v in enumerate(values)))
     parts.append(f'<polygon class="radar-shape" points="{shape}" fill="{colour}" fill-opacity="0.25" stroke="{colour}" stroke-width="2"/>')
     for i, v in enumerate(values):
@@ -72,7 +76,7 @@ def heatmap(row_labels: Sequence[tuple[str, str]], column_labels: Sequence[str],
     """Rows are (group, name) pairs, e.g. (L1, L2); a group label is drawn where the group changes.
     Columns are models. Cells show the score and are coloured on the 0-60-100 scale; empty cells are grey."""
     label_w, group_w, head_h = 210, 120, 92
-    width = group_w + label_w + cell_w * len(column_labels) + 8
+    width = group_w + label_w + cell_w * len(column_labels) + 60  # rotated model names lean right
     height = head_h + cell_h * len(row_labels) + 8
     parts = [f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">']
