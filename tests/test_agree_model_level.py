@@ -92,3 +92,29 @@ def test_too_few_models_is_an_error(tmp_path):
     table.write_text("model,score,human\nA,1,2\nB,2,3\n")
     proc = run_cli("agree", str(table), "-H", "human", "--level", "model", "--bootstrap", "0", check=False)
     assert proc.returncode == 2 and "only 2 models" in proc.stderr
+
+
+def test_run_dir_joined_per_image_then_model_level(tmp_path):
+    """A run against per-image ratings without a model column: joined on image_path at both levels."""
+    from pathlib import Path
+
+    from pixeljury.testing.rundir import FakeImage, write_run_dir
+
+    # Model k gets Quality facets (k, k) -> 0/60/100, on two images each; ratings follow the same order.
+    items, ratings = [], []
+    for k, model in enumerate(["M0", "M1", "M2"]):
+        for j in range(2):
+            items.append(FakeImage(model, f"p{j}", Path(f"{model}_{j}.png"), {"Quality": {"Noise": k, "Resolution": k}}))
+            ratings.append((f"{model}_{j}.png", 1 + 2 * k + j))
+    run = write_run_dir(tmp_path / "run", items)
+    human = tmp_path / "h.csv"
+    human.write_text("image_path,rating\n" + "".join(f"{p},{r}\n" for p, r in ratings))
+    out = tmp_path / "a.json"
+    run_cli("agree", str(run), "--human", str(human), "--key", "image_path", "-H", "rating", "-c", "total",
+            "--level", "both", "--bootstrap", "0", "--json", str(out))
+    rows = {r["level"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["sample"]["n"] == 6 and rows["model"]["n"] == 3
+    assert rows["model"]["srcc"] == pytest.approx(1.0) and rows["model"]["models"] == ["M0", "M1", "M2"]
+    # Per image, ties in the judge's totals (0, 0, 60, 60, 100, 100) against distinct ratings:
+    # Kendall tau-b = 12 / sqrt(15 * 12).
+    assert rows["sample"]["krcc"] == pytest.approx(12 / (15 * 12) ** 0.5)

@@ -89,3 +89,9 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     assert ci1 == ci2 and ci1 != ci3
     lo, hi = ci1["srcc"]
     assert lo < stats.spearmanr(x, y).statistic < hi
+
+
+def test_logistic_needs_five_items():
+    res = agreement([1, 2, 3, 4], [1, 3, 2, 4])
+    assert res.values["plcc_fitted"] is None and "at least 5 items" in res.notes[0]
+    assert res.values["srcc"] == pytest.approx(0.8)  # 1 - 6*2/(4*15)

@@ -216,7 +216,11 @@ def agreement(
     if "plcc" in want:
         r = stats.pearsonr(x, y)
         values["plcc"], values["plcc_p"] = _finite(r.statistic), _finite(r.pvalue)
-    if "plcc_fitted" in want:
+    if "plcc_fitted" in want and n < 5:
+        # Four parameters through four points fit anything: the value would say nothing.
+        values["plcc_fitted"] = None
+        notes.append(f"plcc_fitted: the 4-parameter logistic needs at least 5 items, got {n}")
+    elif "plcc_fitted" in want:
         try:
             mapped = logistic4(x, *fit_logistic4(x, y))
             values["plcc_fitted"] = None if np.ptp(mapped) == 0 else _finite(stats.pearsonr(mapped, y).statistic)
@@ -225,7 +229,11 @@ def agreement(
         except RuntimeError as exc:
             values["plcc_fitted"] = None
             notes.append(f"plcc_fitted: logistic fit failed ({exc})")
-    if "pairwise_acc" in want:
+    if "pairwise_acc" in want and groups is None and n * (n - 1) // 2 > MAX_PAIRS:
+        # The other statistics are still worth having; say how to get this one.
+        values["pairwise_acc"] = values["pairwise_eps"] = None
+        notes.append(f"pairwise_acc: {n} items make over {MAX_PAIRS:,} pairs; compare within groups (--pairs-within)")
+    elif "pairwise_acc" in want:
         pa = pairwise_accuracy(x, y, groups=groups)
         values["pairwise_acc"], values["pairwise_eps"] = pa.accuracy, pa.epsilon
     if "ntire" in want:

@@ -81,9 +81,12 @@ def agree(
         levels = ["sample", "model"] if level is LevelChoice.both else [level.value]
         notes: list[str] = []
         joined = table
-        if human_table is not None and "sample" in levels:
+        # At model level a human file with its own model column is grouped on its own; one without
+        # it is joined item by item on the key first, like at sample level.
+        human_grouped = human_table is not None and group_by in human_table.columns
+        if human_table is not None and ("sample" in levels or not human_grouped):
             if not key:
-                _fail("--key is needed to join --human onto the scores at sample level")
+                _fail(f"--key is needed to join --human onto the scores (at model level it may instead have a {group_by!r} column)")
             joined, unmatched_scores, unmatched_human = join(table, human_table, score_key=key, human_key=human_key or key)
             notes.append(f"joined {len(joined.rows)} rows; {unmatched_scores} score rows and {unmatched_human} human rows had no partner")
         exclude_set = {human_col, group_by, *(c for c in (key, human_key, pairs_within) if c), *_split(exclude)}
@@ -97,8 +100,8 @@ def agree(
         rows: list[ag.AgreeRow] = []
         for lvl in levels:
             options.level = lvl  # type: ignore[assignment]
-            found = ag.compute(joined if lvl == "sample" else table, cols, options,
-                               None if lvl == "sample" else human_table)
+            separate = lvl == "model" and human_grouped
+            found = ag.compute(table if separate else joined, cols, options, human_table if separate else None)
             rows += ag.sort_rows(found, sort, descending=not ascending)
     except (TableError, RunDirError, AgreementError) as exc:
         _fail(str(exc))
