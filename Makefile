@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m pixeljury demo --out demo-out
 
 test: $(STAMP)
+	bash scripts/setup_browser.sh
 	$(PY) -m pytest -q
 
 clean:

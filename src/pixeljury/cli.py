@@ -24,8 +24,10 @@ def version() -> None:
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
 from pixeljury import cli_judge  # noqa: E402
+from pixeljury.analysis.commands import register as register_analysis  # noqa: E402
 
 cli_judge.register(app)
+register_analysis(app)
 # --- end registered commands ---
 
 

@@ -1,0 +1,197 @@
+"""CLI commands ``agree``, ``leaderboard`` and ``report``. Thin: parse options, call the library,
+print a table and say where files went. Registered on the main app by :func:`register`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class LevelChoice(str, Enum):
+    sample = "sample"
+    model = "model"
+    both = "both"
+
+
+class UnitChoice(str, Enum):
+    items = "items"
+    models = "models"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeatable options that also accept comma lists (column names containing commas are rare)."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _write(path: Path | None, text: str, what: str) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    console.print(f"{what} written to {path}", highlight=False)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def agree(
+    scores: Annotated[Path, typer.Argument(help="Run directory, or a CSV/JSON/JSONL/Parquet file with score columns.")],
+    human_col: Annotated[str, typer.Option("--human-col", "-H", help="Column with the human ratings.")],
+    human: Annotated[Optional[Path], typer.Option(help="Separate file with the human ratings (else they are in SCORES).")] = None,
+    columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Score columns (repeat or comma-separate); default: every numeric column.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Columns to leave out of the default selection.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Key column of SCORES for the join with --human (sample level).")] = None,
+    human_key: Annotated[Optional[str], typer.Option(help="Key column of --human (default: --key).")] = None,
+    level: Annotated[LevelChoice, typer.Option(help="sample: one pair per row; model: model means; both.")] = LevelChoice.sample,
+    group_by: Annotated[str, typer.Option(help="Column naming each row's model (model level).")] = "model",
+    pairs_within: Annotated[Optional[str], typer.Option(help="Pairwise accuracy compares pairs only within groups of this column (e.g. the prompt).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    resample: Annotated[UnitChoice, typer.Option(help="Bootstrap unit at model level: items (within models) or models.")] = UnitChoice.items,
+    ci_stats: Annotated[str, typer.Option(help="Statistics that get a CI (comma list).")] = "srcc,krcc,plcc,ntire",
+    sort: Annotated[str, typer.Option(help="Sort the table by this statistic.")] = "srcc",
+    ascending: Annotated[bool, typer.Option(help="Sort ascending instead of descending.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV here.")] = None,
+) -> None:
+    """Correlate score columns with human ratings (SRCC, KRCC, PLCC, 4PL-PLCC, pairwise accuracy, NTIRE)."""
+    from pixeljury.analysis import agree as ag
+    from pixeljury.analysis.agreement import AgreementError
+    from pixeljury.analysis.rundir import RunDirError
+    from pixeljury.analysis.tables import TableError, join, load_table, numeric_columns
+
+    try:
+        table = load_table(scores)
+        human_table = load_table(human) if human else None
+        levels = ["sample", "model"] if level is LevelChoice.both else [level.value]
+        notes: list[str] = []
+        joined = table
+        # At model level a human file with its own model column is grouped on its own; one without
+        # it is joined item by item on the key first, like at sample level.
+        human_grouped = human_table is not None and group_by in human_table.columns
+        if human_table is not None and ("sample" in levels or not human_grouped):
+            if not key:
+                _fail(f"--key is needed to join --human onto the scores (at model level it may instead have a {group_by!r} column)")
+            joined, unmatched_scores, unmatched_human = join(table, human_table, score_key=key, human_key=human_key or key)
+            notes.append(f"joined {len(joined.rows)} rows; {unmatched_scores} score rows and {unmatched_human} human rows had no partner")
+        exclude_set = {human_col, group_by, *(c for c in (key, human_key, pairs_within) if c), *_split(exclude)}
+        if human_table is not None:
+            exclude_set |= set(human_table.columns) - set(table.columns)
+        cols = _split(columns) or numeric_columns(table, exclude_set)
+        options = ag.AgreeOptions(
+            human_column=human_col, group_by=group_by, pairs_within=pairs_within, n_boot=bootstrap, seed=seed,
+            confidence=confidence, resample=resample.value, ci_statistics=_split([ci_stats]),
+        )
+        rows: list[ag.AgreeRow] = []
+        for lvl in levels:
+            options.level = lvl  # type: ignore[assignment]
+            separate = lvl == "model" and human_grouped
+            found = ag.compute(table if separate else joined, cols, options, human_table if separate else None)
+            rows += ag.sort_rows(found, sort, descending=not ascending)
+    except (TableError, RunDirError, AgreementError) as exc:
+        _fail(str(exc))
+        return
+    _print_agreement(rows, confidence)
+    for note in notes:
+        console.print(note, highlight=False)
+    meta = {"scores": str(scores), "human": str(human) if human else None, "human_column": human_col,
+            "bootstrap": bootstrap, "seed": seed, "confidence": confidence, "resample": resample.value, "notes": notes}
+    _write(json_out, ag.to_json(rows, meta), "JSON")
+    _write(csv_out, ag.to_csv(rows), "CSV")
+
+
+def _print_agreement(rows: list, confidence: float) -> None:
+    table = RichTable(title=f"Agreement with humans ({confidence:.0%} bootstrap CIs)")
+    for name, justify in (("column", "left"), ("level", "left"), ("n", "right"), ("SRCC", "right"), ("KRCC", "right"),
+                          ("PLCC", "right"), ("PLCC 4PL", "right"), ("pair acc", "right"), ("NTIRE", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def cell(row, stat: str) -> str:
+        value = _num(row.result.values.get(stat))
+        ci = row.result.ci.get(stat)
+        return f"{value} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else value
+
+    for r in rows:
+        table.add_row(r.column, r.level, str(r.result.n), cell(r, "srcc"), cell(r, "krcc"), cell(r, "plcc"),
+                      _num(r.result.values.get("plcc_fitted")), _num(r.result.values.get("pairwise_acc")), cell(r, "ntire"))
+    console.print(table)
+    for r in rows:
+        for note in r.result.notes:
+            console.print(f"{r.column} ({r.level}): {note}", highlight=False)
+
+
+def leaderboard(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CI of the total (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write CSV here.")] = None,
+    md_out: Annotated[Optional[Path], typer.Option("--md", help="Write Markdown here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write JSON (with L2/L3 and counts) here.")] = None,
+) -> None:
+    """Rank the models of one or more runs: total with CI, L1 means, scored counts, failure and N/A rates."""
+    from pixeljury.analysis import leaderboard as lb
+    from pixeljury.analysis.rundir import RunDirError, load_run
+
+    try:
+        entries = lb.build([load_run(r) for r in runs], n_boot=bootstrap, seed=seed)
+    except RunDirError as exc:
+        _fail(str(exc))
+        return
+    dims = lb.dimensions(entries)
+    table = RichTable(title="Leaderboard")
+    for name in ("rank", "model", "total", "95% CI", *dims, "scored", "parse fail", "N/A"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for e in entries:
+        ci = f"{e.total_ci[0]:.2f}–{e.total_ci[1]:.2f}" if e.total_ci else "–"
+        pf = "–" if e.parse_failure_rate is None else f"{100 * e.parse_failure_rate:.1f}%"
+        na = "–" if e.na_rate is None else f"{100 * e.na_rate:.1f}%"
+        table.add_row(str(e.rank or "–"), e.model, _num(e.total, 2), ci, *[_num(e.level1.get(d), 2) for d in dims],
+                      f"{e.n_images_scored}/{e.n_images}", pf, na)
+    console.print(table)
+    _write(csv_out, lb.to_csv(entries), "CSV")
+    _write(md_out, lb.to_markdown(entries), "Markdown")
+    _write(json_out, lb.to_json(entries, {"runs": [str(r) for r in runs], "bootstrap": bootstrap, "seed": seed}), "JSON")
+
+
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    thumb_size: Annotated[int, typer.Option(help="Long side of gallery thumbnails, in pixels.")] = 256,
+    max_images: Annotated[int, typer.Option(help="At most this many gallery images per model (0: all).")] = 200,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CI of the total (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    title: Annotated[str, typer.Option(help="Title of the report.")] = "pixeljury report",
+) -> None:
+    """Write one self-contained HTML report: leaderboard, radar, heatmaps, failure rates, gallery, provenance."""
+    from pixeljury.analysis.rundir import RunDirError, load_run
+    from pixeljury.report.html import ReportOptions, write_report
+
+    try:
+        loaded = [load_run(r) for r in runs]
+    except RunDirError as exc:
+        _fail(str(exc))
+        return
+    options = ReportOptions(title=title, thumb_size=thumb_size, max_images_per_model=max_images, n_boot=bootstrap, seed=seed)
+    summary = write_report(loaded, out, options)
+    console.print(f"report written to {out} ({summary})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("agree")(agree)
+    app.command("leaderboard")(leaderboard)
+    app.command("report")(report)

@@ -1,0 +1,121 @@
+"""Reading a run directory written by ``pixeljury judge --out DIR`` (manifest.json + per_image.jsonl)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixeljury.rubric.taxonomy import TREE
+
+MANIFEST = "manifest.json"
+PER_IMAGE = "per_image.jsonl"
+
+
+class RunDirError(ValueError):
+    """A run directory is missing a file or holds a malformed record; the message says which."""
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    records: list[dict[str, Any]]  # per_image.jsonl, in file order
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(str(r.get("model")) for r in self.records))
+
+    def scored_records(self, model: str) -> list[dict[str, Any]]:
+        """Records of one model that entered scoring (status "ok"); row errors and duplicates do not."""
+        return [r for r in self.records if str(r.get("model")) == model and r.get("status") == "ok"]
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / PER_IMAGE).is_file()
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    per_image = path / PER_IMAGE
+    if not per_image.is_file():
+        raise RunDirError(f"{path} is not a run directory: {PER_IMAGE} is missing")
+    manifest: dict[str, Any] = {}
+    manifest_path = path / MANIFEST
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{manifest_path} is not valid JSON: {exc}") from None
+        if not isinstance(manifest, dict):
+            raise RunDirError(f"{manifest_path} holds a {type(manifest).__name__}, expected an object")
+    records: list[dict[str, Any]] = []
+    with open(per_image, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunDirError(f"{per_image} line {lineno} is not valid JSON: {exc}") from None
+            if not isinstance(rec, dict):
+                raise RunDirError(f"{per_image} line {lineno} is a {type(rec).__name__}, expected an object")
+            for required in ("model", "status"):
+                if required not in rec:
+                    raise RunDirError(f"{per_image} line {lineno} has no {required!r} field")
+            records.append(rec)
+    return Run(path, manifest, records)
+
+
+def score_columns() -> list[str]:
+    """Flat names of every score a record can carry, in canonical order: ``total``, ``L1``,
+    ``L1/L2``, ``L1/L2/L3``. (One L3 name contains a slash; names are only ever built, never split.)"""
+    cols = ["total"]
+    for l1, l2s in TREE.items():
+        cols.append(l1)
+        for l2, facets in l2s.items():
+            cols.append(f"{l1}/{l2}")
+            cols.extend(f"{l1}/{l2}/{l3}" for l3 in facets)
+    return cols
+
+
+def flat_scores(record: dict[str, Any]) -> dict[str, float | None]:
+    """A record's scores under the flat names of :func:`score_columns` (only the entries it has).
+    Records that did not enter scoring (status other than "ok") have none."""
+    if record.get("status") != "ok":
+        return {}
+    scores = record.get("scores") or {}
+    flat: dict[str, float | None] = {"total": scores.get("total")}
+    for l1, value in (scores.get("level1") or {}).items():
+        flat[l1] = value
+    for l1, l2s in (scores.get("level2") or {}).items():
+        for l2, value in l2s.items():
+            flat[f"{l1}/{l2}"] = value
+    for l1, l2s in (scores.get("level3") or {}).items():
+        for l2, l3s in l2s.items():
+            for l3, value in l3s.items():
+                flat[f"{l1}/{l2}/{l3}"] = value
+    return flat
+
+
+METADATA_FIELDS = ("row", "model", "ID", "prompt", "image_path", "image_abspath", "image_sha256", "status")
+
+
+def run_table(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+    """One flat row per record: metadata, then the input's own fields (where their names are free),
+    then the scores. Returns (rows, score column names present in the run, canonical order first)."""
+    rows: list[dict[str, Any]] = []
+    present: set[str] = set()
+    for rec in run.records:
+        scores = flat_scores(rec)
+        row: dict[str, Any] = {k: rec.get(k) for k in METADATA_FIELDS}
+        for k, v in (rec.get("input") or {}).items():
+            if k not in row and k not in scores:
+                row[k] = v
+        row.update(scores)
+        present.update(k for k, v in scores.items() if v is not None)
+        rows.append(row)
+    ordered = [c for c in score_columns() if c in present]
+    ordered += sorted(present - set(ordered))  # names outside the taxonomy still count, last
+    return rows, ordered
