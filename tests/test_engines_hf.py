@@ -9,7 +9,7 @@ def test_unreachable_hub_weights_give_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     from pixeljury.engines.hf import resolve_weights
 
-    with pytest.raises(EngineUnavailable, match="could not get judge weights 'no-such/judge'.*local directory"):
+    with pytest.raises(EngineUnavailable, match="(?s)could not get judge weights 'no-such/judge'.*local directory"):
         resolve_weights("no-such/judge", "abc123", "auto")
     with pytest.raises(EngineUnavailable, match="does not exist"):
         resolve_weights(str(tmp_path / "missing"), None, "local")
