@@ -156,3 +156,17 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, tiny_model_d
     assert (killed / "per_image.jsonl").read_text() == (clean / "per_image.jsonl").read_text()
     for bench in (clean / "bench").glob("*.json"):
         assert bench.read_text() == (killed / "bench" / bench.name).read_text()
+
+
+def test_demo_runs_offline_and_says_scores_are_noise(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pixeljury", "demo", "--out", str(tmp_path / "demo"),
+                          "--max-new-tokens", "8", "--quiet"],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "random weights" in res.stdout and "noise" in res.stdout
+    run = tmp_path / "demo" / "run"
+    records = [json.loads(l) for l in (run / "per_image.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and {r["model"] for r in records} == {"painter-faithful", "painter-sloppy"}
+    assert all(len(r["dimensions"]) == 5 for r in records)
+    assert (run / "report.html").stat().st_size > 10_000
+    assert f"demo outputs: {run.resolve()}" in res.stdout

@@ -158,8 +158,14 @@ def demo(
         typer.echo("NOTE: the judge was a tiny model with random weights. Its answers are noise, so most dimensions\n"
                    "are counted as parse failures and any score above is meaningless. Pass --model with a real\n"
                    "Q-Judger checkpoint (and --rubric-file with the official checklists.py) for real scores.")
+    from pixeljury.analysis.rundir import load_run
+    from pixeljury.report.html import write_report
+
+    report = summary.run_dir / "report.html"
+    write_report([load_run(summary.run_dir)], report)
     typer.echo(f"demo inputs: {inputs}")
     typer.echo(f"demo outputs: {summary.run_dir.resolve()}")
+    typer.echo(f"demo report (open in a browser): {report.resolve()}")
 
 
 def register(app: typer.Typer) -> None:
