@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from PIL import Image
 
+from pixeljury.data.images import to_rgb
 from pixeljury.engines.base import (
     ChatRequest,
     Engine,
@@ -59,9 +60,9 @@ def redact_url(url: str) -> str:
 
 def png_data_url(image: Image.Image) -> str:
     """The image as a ``data:image/png;base64,...`` URL. PNG is lossless, so the server sees the
-    same pixels the in-process engines see."""
+    same pixels the in-process engines see (non-RGB images go through the loader's own conversion)."""
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        image = to_rgb(image)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
