@@ -5,8 +5,10 @@ Run in the vLLM environment: ``bash scripts/setup_vllm_env.sh && .venv-vllm/bin/
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,26 +20,43 @@ from typing import Any
 import httpx
 import pytest
 
-from judge_fixtures import MAX_MODEL_LEN
+from judge_fixtures import MAX_MODEL_LEN  # noqa: E402 - plain module beside this conftest
 from pixeljury.testing.fake_openai import free_port
+
+
+def _vllm_installed() -> bool:
+    # With tests/ on sys.path, this very folder passes for a namespace package named `vllm`
+    # (one without an origin); only a real installation counts.
+    spec = importlib.util.find_spec("vllm")
+    return spec is not None and spec.origin is not None
+
+
+# These tests need the separate vLLM environment; the main environment's run leaves them out.
+collect_ignore_glob = [] if _vllm_installed() else ["test_*.py"]
 
 SERVED_MODEL_NAME = "tiny-judge"
 SERVER_START_SECONDS = 300
 
-# Set before vLLM is imported anywhere (the server subprocess inherits them).
-_CACHE = Path(tempfile.mkdtemp(prefix="pixeljury-vllm-tests-"))
-for _name, _value in {
-    "XDG_CACHE_HOME": _CACHE / "xdg",
-    "VLLM_CACHE_ROOT": _CACHE / "vllm",
-    "VLLM_CONFIG_ROOT": _CACHE / "vllm-config",
-    "TORCHINDUCTOR_CACHE_DIR": _CACHE / "inductor",
-    "HF_HOME": _CACHE / "hf",
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; the tiny model needs almost none
-    "VLLM_NO_USAGE_STATS": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ[_name] = str(_value)
+# Set before vLLM is imported anywhere (the server subprocess inherits them); removed at the end.
+_CACHE = Path(tempfile.mkdtemp(prefix="pixeljury-vllm-tests-")) if _vllm_installed() else None
+if _CACHE is not None:
+    for _name, _value in {
+        "XDG_CACHE_HOME": _CACHE / "xdg",
+        "VLLM_CACHE_ROOT": _CACHE / "vllm",
+        "VLLM_CONFIG_ROOT": _CACHE / "vllm-config",
+        "TORCHINDUCTOR_CACHE_DIR": _CACHE / "inductor",
+        "HF_HOME": _CACHE / "hf",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; the tiny model needs almost none
+        "VLLM_NO_USAGE_STATS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ[_name] = str(_value)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -79,11 +79,9 @@ def build_messages(request: ChatRequest, image_urls: dict[str, str]) -> list[dic
             content.append({"type": "image_url", "image_url": {"url": image_urls[part.sha256]}})
         else:  # pragma: no cover - Part is a closed union
             raise TypeError(f"unsupported content part {type(part).__name__}")
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.append({"role": "user", "content": content})
-    return messages
+    # The system message is always sent, even empty, as the transformers engine does: chat
+    # templates render "no system message" and "an empty one" differently.
+    return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
 
 
 def sampling_fields(

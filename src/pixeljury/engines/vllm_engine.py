@@ -43,11 +43,9 @@ def build_conversation(request: ChatRequest) -> list[dict[str, Any]]:
             content.append({"type": "image_pil", "image_pil": image, "uuid": part.sha256})
         else:  # pragma: no cover - Part is a closed union
             raise TypeError(f"unsupported content part {type(part).__name__}")
-    conversation: list[dict[str, Any]] = []
-    if request.system:
-        conversation.append({"role": "system", "content": request.system})
-    conversation.append({"role": "user", "content": content})
-    return conversation
+    # The system message is always sent, even empty, as the transformers engine does: chat
+    # templates render "no system message" and "an empty one" differently.
+    return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
 
 
 def sampling_kwargs(

@@ -6,8 +6,8 @@ batch can mix well-behaved and failing requests. Each script is a list of steps,
 the most requests it had in flight at once. Needs the ``serve`` extra (FastAPI, uvicorn).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the route's annotations at runtime,
+# and the Request class is imported inside _app (FastAPI is an optional extra).
 import asyncio
 import socket
 import threading
