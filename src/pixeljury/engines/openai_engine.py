@@ -1,0 +1,334 @@
+"""Any OpenAI-compatible chat-completions server: ``vllm serve``, SGLang, LMDeploy, a hosted endpoint.
+
+Requests go out concurrently (bounded by ``concurrency``) over one async HTTP client; each request is
+retried on its own (429, 5xx, timeouts, connection errors) and a request that still fails comes back
+as a :class:`Generation` with ``error`` set, so one bad request never costs the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import random
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Coroutine, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from PIL import Image
+
+from pixeljury.data.images import to_rgb
+from pixeljury.engines.base import (
+    ChatRequest,
+    Engine,
+    EngineError,
+    Generation,
+    GenerationParams,
+    ImagePart,
+    TextPart,
+)
+
+# Worth another try: the server is busy, restarting or briefly unreachable.
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+# When every request of a batch fails with one of these, the configuration is wrong (key, URL,
+# model name) and recording thousands of identical failures would only hide it.
+CONFIG_ERROR_STATUSES = frozenset({401, 403, 404})
+MAX_BACKOFF_SECONDS = 30.0
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+def chat_completions_url(endpoint: str) -> str:
+    """``endpoint`` is a base URL as the OpenAI clients take it (``http://host:8000/v1``); a full
+    ``.../chat/completions`` URL is accepted as it is."""
+    url = endpoint.rstrip("/")
+    return url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, for the manifest."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def png_data_url(image: Image.Image) -> str:
+    """The image as a ``data:image/png;base64,...`` URL. PNG is lossless, so the server sees the
+    same pixels the in-process engines see (non-RGB images go through the loader's own conversion)."""
+    if image.mode != "RGB":
+        image = to_rgb(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def build_messages(request: ChatRequest, image_urls: dict[str, str]) -> list[dict[str, Any]]:
+    """System message plus one user message whose content keeps the request's [text, image, text]
+    split, so the chat template places the image exactly where the protocol put it."""
+    content: list[dict[str, Any]] = []
+    for part in request.user:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            content.append({"type": "image_url", "image_url": {"url": image_urls[part.sha256]}})
+        else:  # pragma: no cover - Part is a closed union
+            raise TypeError(f"unsupported content part {type(part).__name__}")
+    # The system message is always sent, even empty, as the transformers engine does: chat
+    # templates render "no system message" and "an empty one" differently.
+    return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
+
+
+def sampling_fields(
+    params: GenerationParams, json_schema: dict[str, Any] | None, min_new_tokens: int | None = None
+) -> dict[str, Any]:
+    """Generation parameters as vLLM and SGLang read them from a chat-completions body.
+
+    ``top_k``, ``repetition_penalty`` and ``chat_template_kwargs`` are not OpenAI fields; both
+    servers accept them at the top level of the body (the OpenAI SDK's ``extra_body``).
+    """
+    body: dict[str, Any] = {
+        "max_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+        "repetition_penalty": params.repetition_penalty,
+        "seed": params.seed,
+        "chat_template_kwargs": {"enable_thinking": params.enable_thinking},
+    }
+    if params.json_schema_constrained:
+        if json_schema is None:
+            raise ValueError("constrained output asked for, but the request carries no JSON schema")
+        # vLLM >= 0.11 reads `structured_outputs`; SGLang, LMDeploy and hosted APIs read the
+        # standard `response_format`. vLLM gives `structured_outputs` precedence, so sending
+        # both is consistent; the schema is the same object either way.
+        body["structured_outputs"] = {"json": json_schema}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "qjudger_answer", "schema": json_schema, "strict": True},
+        }
+    if params.thinking_budget is not None:
+        body["thinking_token_budget"] = params.thinking_budget
+    if min_new_tokens is not None:
+        body["min_tokens"] = min_new_tokens
+    return body
+
+
+def generation_from_response(request_id: str, body: Any, seconds: float | None = None) -> Generation:
+    """One chat-completions response body -> :class:`Generation`.
+
+    The answer comes in one of two forms: thinking inline in ``content`` (server without a reasoning
+    parser), or thinking apart in ``reasoning`` (vLLM >= 0.11) / ``reasoning_content`` (SGLang,
+    LMDeploy, older vLLM). A body that is not a completion is a recorded error, never a score.
+    """
+    try:
+        choice = body["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        return error_generation(request_id, f"response is not a chat completion: {str(body)[:200]!r}", seconds)
+    content = message.get("content")
+    reasoning = message.get("reasoning")
+    if reasoning is None:
+        reasoning = message.get("reasoning_content")
+    if content is None and reasoning is not None:
+        # The reasoning parser found no end of thinking: the model never wrote `</think>`. Return
+        # the raw text, as the in-process engines do, rather than a `</think>` the model never wrote.
+        content, reasoning = reasoning, None
+    usage = body.get("usage") or {}
+    return Generation(
+        request_id=request_id,
+        text=content or "",
+        finish_reason=choice.get("finish_reason") or "unknown",
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        reasoning=reasoning,
+        seconds=seconds,
+    )
+
+
+def error_generation(request_id: str, error: str, seconds: float | None = None) -> Generation:
+    return Generation(request_id=request_id, text="", finish_reason="error", seconds=seconds, error=error)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The server's ``Retry-After`` (seconds or an HTTP date), capped; None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        delay = float(value)
+    except ValueError:
+        try:
+            delay = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(delay, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+@dataclass
+class _Failure:
+    """Why one request failed for good (after retries)."""
+
+    message: str
+    status: int | None = None
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code, even when this thread already runs an event
+    loop (a notebook, the FastAPI service): then it runs on a private loop in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="pixeljury-openai-engine")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class OpenAIEngine(Engine):
+    """Chat completions against ``endpoint`` (e.g. ``http://127.0.0.1:8000/v1``) for ``model``."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 16,
+        timeout: float = 600.0,
+        max_retries: int = 4,
+        revision: str | None = None,
+        backoff_base: float = 1.0,
+        min_new_tokens: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.url = chat_completions_url(endpoint)
+        self.model_id = model
+        self.revision = revision
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        # Not part of any protocol: lets tests keep a random model from ending inside its thinking.
+        self.min_new_tokens = min_new_tokens
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Enough requests per batch to keep every concurrent slot busy most of the time.
+        self.preferred_batch_size = max(8, concurrency * 4)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "endpoint": redact_url(self.url),
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "min_new_tokens": self.min_new_tokens,
+        }
+
+    def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
+        if not requests:
+            return []
+        started = time.perf_counter()
+        # Encode each distinct image once: the pipeline sends all dimensions of an image together.
+        image_urls: dict[str, str] = {}
+        bodies = []
+        for request in requests:
+            image = request.image
+            if image is not None and image.sha256 not in image_urls:
+                image_urls[image.sha256] = png_data_url(image.image)
+            bodies.append(
+                {
+                    "model": self.model_id,
+                    "messages": build_messages(request, image_urls),
+                    **sampling_fields(params, request.json_schema, self.min_new_tokens),
+                }
+            )
+        outcomes = _run_sync(self._send_all(bodies))
+        seconds = time.perf_counter() - started
+        results: list[Generation] = []
+        for request, outcome in zip(requests, outcomes):
+            if isinstance(outcome, _Failure):
+                results.append(error_generation(request.request_id, outcome.message, seconds))
+            else:
+                results.append(generation_from_response(request.request_id, outcome, seconds))
+        failures = [o for o in outcomes if isinstance(o, _Failure)]
+        if len(failures) == len(outcomes) and all(f.status in CONFIG_ERROR_STATUSES for f in failures):
+            raise EngineError(
+                f"every request to {redact_url(self.url)} was refused: {failures[0].message}", retryable=False
+            )
+        return results
+
+    async def _send_all(self, bodies: list[dict[str, Any]]) -> list[Any]:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers) as client:
+
+            async def bounded(body: dict[str, Any]) -> Any:
+                async with semaphore:
+                    return await self._send_one(client, body)
+
+            return await asyncio.gather(*(bounded(b) for b in bodies))
+
+    async def _send_one(self, client: httpx.AsyncClient, body: dict[str, Any]) -> Any:
+        """The parsed JSON body of a successful response, or a :class:`_Failure` after retries."""
+        failure = _Failure("not attempted")
+        for attempt in range(self.max_retries + 1):
+            wait: float | None = None
+            try:
+                response = await client.post(self.url, json=body)
+            except httpx.TimeoutException as exc:
+                failure = _Failure(f"timed out after {self.timeout}s ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                failure = _Failure(f"cannot reach {redact_url(self.url)}: {type(exc).__name__}: {exc}")
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        # A 200 with a body that is not JSON: recorded, not retried, since a
+                        # deterministic server would likely send the same again.
+                        return _Failure(f"malformed JSON in response body: {response.text[:200]!r}", 200)
+                failure = _Failure(f"HTTP {response.status_code}: {response.text[:300]}", response.status_code)
+                if response.status_code not in RETRYABLE_STATUSES:
+                    return failure
+                wait = retry_after_seconds(response)
+            if attempt == self.max_retries:
+                break
+            if wait is None:
+                # Exponential backoff with full jitter, so many clients don't retry in lockstep.
+                wait = random.uniform(0, min(MAX_BACKOFF_SECONDS, self.backoff_base * 2**attempt))
+            await asyncio.sleep(wait)
+        failure.message += f" (after {self.max_retries + 1} attempts)"
+        return failure
+
+
+__all__ = [
+    "OpenAIEngine",
+    "build_messages",
+    "chat_completions_url",
+    "generation_from_response",
+    "png_data_url",
+    "retry_after_seconds",
+    "sampling_fields",
+]
