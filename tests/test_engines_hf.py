@@ -52,3 +52,13 @@ def test_batched_left_padded_generation_reports_tokens_and_finish(tiny_model_dir
     # greedy decoding is deterministic for the same batch
     assert [g.text for g in engine.generate(reqs, params)] == [g.text for g in gens]
     assert engine.describe()["revision"].startswith("local-")
+
+
+def test_constrained_needs_a_serving_engine(tmp_path):
+    from typer.testing import CliRunner
+
+    from pixeljury.cli import app
+
+    (tmp_path / "in.csv").write_text("prompt,image_path\na,b.png\n")
+    res = CliRunner().invoke(app, ["judge", str(tmp_path / "in.csv"), "--model", "m", "--constrained"])
+    assert res.exit_code == 2 and "--engine vllm" in res.output

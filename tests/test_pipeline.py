@@ -17,7 +17,7 @@ from pixeljury.engines.base import EngineError
 from pixeljury.engines.replay import ReplayEngine
 from pixeljury.rubric.taxonomy import TREE
 
-from conftest import CHECKLIST_FIXTURE
+from pj_testpaths import CHECKLIST_FIXTURE
 
 
 def all_ones_answer(dimension: str) -> str:
@@ -162,7 +162,7 @@ ROW = {case: i for i, (case, *_rest) in enumerate(CATALOGUE)}
 
 @pytest.fixture(scope="module")
 def catalogue_run(tmp_path_factory):
-    from conftest import METADATA, SHARED_DATA, need_shared
+    from pj_testpaths import METADATA, SHARED_DATA, need_shared
 
     need_shared(SHARED_DATA)
     tmp = tmp_path_factory.mktemp("catalogue")

@@ -6,7 +6,7 @@ from pixeljury.rubric import OFFICIAL_SHA256, RubricError, builtin_rubric, load_
 from pixeljury.rubric.official import rubric_from_checklist_bytes
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE, iter_facets, l3_to_l2
 
-from conftest import CHECKLIST_FIXTURE
+from pj_testpaths import CHECKLIST_FIXTURE
 
 
 def test_taxonomy_counts_and_shared_composition():

@@ -54,6 +54,8 @@ def judge(
     from pixeljury.runs.lock import RunLocked
 
     out = out or Path("runs") / input.stem
+    if (constrained or thinking_budget is not None) and engine not in ("vllm", "openai"):
+        _fail("--constrained and --thinking-budget need --engine vllm or --engine openai")
     params = GenerationParams(max_new_tokens=max_new_tokens, json_schema_constrained=constrained,
                               thinking_budget=thinking_budget)
     config = JudgeConfig(

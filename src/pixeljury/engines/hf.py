@@ -81,6 +81,22 @@ def local_revision(path: Path) -> str:
     return "local-" + h.hexdigest()[:16]
 
 
+def generation_from_tokens(tokenizer: Any, request_id: str, new_tokens: list[int], eos_ids: set[int],
+                           prompt_tokens: int, seconds: float | None = None) -> Generation:
+    """Generated token ids -> :class:`Generation`: cut at the first end-of-sequence token, decode
+    without special tokens (``</think>`` is an ordinary token in Qwen3 tokenizers and survives)."""
+    stop_at = next((i for i, t in enumerate(new_tokens) if t in eos_ids), None)
+    kept = new_tokens if stop_at is None else new_tokens[: stop_at + 1]
+    return Generation(
+        request_id=request_id,
+        text=tokenizer.decode(kept, skip_special_tokens=True),
+        finish_reason="stop" if stop_at is not None else "length",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=len(kept),
+        seconds=seconds,
+    )
+
+
 class TransformersEngine(Engine):
     name = "transformers"
 
@@ -170,19 +186,7 @@ class TransformersEngine(Engine):
         prompt_len = enc["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:].tolist()
         prompt_counts = enc["attention_mask"].sum(dim=1).tolist()
-        results = []
-        for req, toks, n_prompt in zip(requests, new_tokens, prompt_counts):
-            stop_at = next((i for i, t in enumerate(toks) if t in self.eos_ids), None)
-            kept = toks if stop_at is None else toks[: stop_at + 1]
-            text = self.processor.tokenizer.decode(kept, skip_special_tokens=True)
-            results.append(
-                Generation(
-                    request_id=req.request_id,
-                    text=text,
-                    finish_reason="stop" if stop_at is not None else "length",
-                    prompt_tokens=int(n_prompt),
-                    completion_tokens=len(kept),
-                    seconds=seconds,
-                )
-            )
-        return results
+        return [
+            generation_from_tokens(self.processor.tokenizer, req.request_id, toks, self.eos_ids, int(n_prompt), seconds)
+            for req, toks, n_prompt in zip(requests, new_tokens, prompt_counts)
+        ]

@@ -22,6 +22,7 @@ from pixeljury.data.inputs import InputRow, read_rows
 from pixeljury.data.metadata import BenchMetadata
 from pixeljury.engines.base import ChatRequest, Engine, EngineError, GenerationParams
 from pixeljury.protocols import qjudger
+from pixeljury.protocols.qjudger_schema import dimension_schema
 from pixeljury.rubric import resolve_rubric
 from pixeljury.rubric.taxonomy import L1_NAMES, canonical_l1
 from pixeljury.runs.exports import write_run_outputs
@@ -162,6 +163,8 @@ class _Runner:
                 self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row)
                 continue
             req = qjudger.build_request(self.prep.rubric, row.prompt, dim, img, row.image_sha256, f"{dim}:{key}")
+            if self.config.params.json_schema_constrained:
+                req.json_schema = dimension_schema(self.prep.rubric, dim)
             requests.append(req)
             kept.append((row, dim, key))
         return requests, kept
