@@ -78,3 +78,11 @@ def test_benchmark_metadata_gives_4105_requests(metadata_path):
     assert len(meta) == 1000
     assert sum(len(meta.dimensions(i)) for i in meta.dims_by_id) == 4105
     assert all(3 <= len(meta.dimensions(i)) <= 5 for i in meta.dims_by_id)
+
+
+def test_csv_quoted_newlines_braces_and_bom(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes('\ufeffprompt,image_path\n"line one\nline two, with {braces}",a.png\nplain,b.png\n'.encode("utf-8"))
+    rows = list(read_rows(path))
+    assert [r.prompt for r in rows] == ["line one\nline two, with {braces}", "plain"]
+    assert [r.index for r in rows] == [0, 1]

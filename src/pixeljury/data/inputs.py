@@ -7,6 +7,7 @@ row: it is recorded against that row, and the rest of the run goes on.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -65,7 +66,8 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
     ext = path.suffix.lower()
     if ext == ".csv":
         text = _read_text(path)  # decoded up front so that an encoding error fails before any work
-        reader = csv.DictReader(text.splitlines())
+        # newline="" keeps quoted newlines inside a field (a multi-line prompt) intact
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         return list(reader.fieldnames or []), iter(reader)
     if ext in (".json", ".jsonl"):
         text = _read_text(path).strip()
