@@ -168,3 +168,27 @@ def test_hpsv2_keeps_the_whole_non_square_image_with_black_bars():
     np.testing.assert_allclose(got, _normalise(expected).transpose(2, 0, 1), atol=1e-5)
     black = _normalise(np.zeros((1, 1, 3), dtype=np.uint8))[0, 0]
     np.testing.assert_allclose(got[:, :30, :].mean(axis=(1, 2)), black, atol=1e-5)  # the top bar is padding
+
+
+def test_aesthetic_is_the_mlp_on_the_normalised_image_embedding(tmp_path, tiny):
+    from pixeljury.metrics.heads import RewardMLP
+
+    model, _ = tiny
+    torch.manual_seed(11)
+    head = RewardMLP(16)
+    head_file = tmp_path / "head.pth"
+    torch.save(head.state_dict(), head_file)  # the original checkpoint layout: layers.N.weight/bias
+    clip_dir = save_tiny_clip(tmp_path / "clip", seed=3)
+    metric = load_metric("aesthetic", weights=str(head_file), clip_weights=str(clip_dir), device="cpu")
+    images = random_images(4)
+    got = [r.value for r in metric.score(None, images, batch_size=3)]
+    with torch.no_grad():
+        emb = model.get_image_features(pixel_values=_pixels(images, clip_center_crop(32)))
+        emb = getattr(emb, "pooler_output", emb).double().numpy()
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    x = emb
+    linears = [m for m in head.layers if isinstance(m, torch.nn.Linear)]  # dropout is identity at inference
+    for layer in linears:
+        x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+    np.testing.assert_allclose(got, x[:, 0], rtol=1e-4, atol=1e-5)
+    assert [r.convention for r in metric.score(None, images[:1])] == ["aesthetic@laion-v2-l14"]
