@@ -23,6 +23,9 @@ def version() -> None:
 
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
+from pixeljury.metrics import commands as _metric_commands  # noqa: E402
+
+_metric_commands.register(app)
 # --- end registered commands ---
 
 

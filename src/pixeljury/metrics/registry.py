@@ -38,7 +38,7 @@ _SPECS: list[MetricSpec] = [
         direction="higher-is-better",
         value_range=(0.0, 100.0),
         reference="torchmetrics.multimodal.CLIPScore (default openai/clip-vit-large-patch14)",
-        description="100*max(cos,0) of CLIP ViT-L/14 embeddings, HF CLIPProcessor preprocessing",
+        description="100*max(cos,0) of CLIP ViT-L/14 embeddings (shorter side to 224, bicubic, centre crop)",
         weights=_CLIP_L14,
         loader="pixeljury.metrics.clip:load_clipscore_torchmetrics",
     ),
