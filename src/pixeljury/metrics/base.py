@@ -134,7 +134,7 @@ class Metric(ABC):
             raise ValueError(f"batch_size must be >= 1, got {size}")
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
-        values: list[float] = []
+        values: list[Any] = []
         for start in range(0, len(images), size):
             chunk_images = [load_rgb(img, start + j) for j, img in enumerate(images[start : start + size])]
             chunk_values = self._score_chunk(prompts[start : start + size], chunk_images)
@@ -143,17 +143,18 @@ class Metric(ABC):
             values.extend(chunk_values)
         return self._finalize(prompts, values)
 
-    def _score_chunk(self, prompts: list[str], images: list[Image.Image]) -> list[float]:
+    def _score_chunk(self, prompts: list[str], images: list[Image.Image]) -> list[Any]:
         """Hook for torch metrics (out-of-memory back-off); plain metrics score the chunk directly."""
         return self._score_batch(prompts, images)
 
     @abstractmethod
-    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[float]:
-        """Values for one chunk, in order, in the convention's unit."""
+    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[float] | list[MetricResult]:
+        """Values (or whole results, when a metric has extras) for one chunk, in order, in the convention's unit."""
 
-    def _finalize(self, prompts: list[str], values: list[float]) -> list[MetricResult]:
+    def _finalize(self, prompts: list[str], values: list[Any]) -> list[MetricResult]:
         """Turn raw values into results; metrics that need the whole call (softmax per prompt) override."""
-        return [MetricResult(self.name, self.convention, float(v)) for v in values]
+        return [v if isinstance(v, MetricResult) else MetricResult(self.name, self.convention, float(v))
+                for v in values]
 
     def to(self, *, device: str | None = None, dtype: str | None = None) -> "Metric":  # noqa: ARG002
         return self

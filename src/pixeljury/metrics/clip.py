@@ -55,13 +55,18 @@ class ClipSimilarity(TorchMetric):
         return feats / feats.norm(dim=-1, keepdim=True)
 
     def text_embeddings(self, prompts: list[str]) -> torch.Tensor:
-        """L2-normalised projected text embeddings; prompts are truncated to the context length."""
-        tokens = self.tokenizer([self.prefix + p for p in prompts], padding="max_length", truncation=True,
+        """L2-normalised projected text embeddings; prompts are truncated to the context length.
+
+        Each distinct prompt is encoded once: benchmarks score several images per prompt."""
+        unique = list(dict.fromkeys(prompts))
+        tokens = self.tokenizer([self.prefix + p for p in unique], padding="max_length", truncation=True,
                                 max_length=self.context_length, return_tensors="pt")
         feats = self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
                                              attention_mask=tokens["attention_mask"].to(self.device))
         feats = getattr(feats, "pooler_output", feats).float()
-        return feats / feats.norm(dim=-1, keepdim=True)
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        position = {p: i for i, p in enumerate(unique)}
+        return feats[torch.tensor([position[p] for p in prompts], device=feats.device)]
 
     def scale_value(self) -> float:
         if self.scale == "logit_scale":

@@ -167,6 +167,22 @@ _SPECS += [
     ),
 ]
 
+_SPECS.append(
+    MetricSpec(
+        name="unifiedreward",
+        convention="unifiedreward@2.0-mean-1-5",
+        input_kind="prompt+image",
+        direction="higher-is-better",
+        value_range=(1.0, 5.0),
+        reference="Wang et al. 2025, Unified Reward Model (arXiv 2503.05236); github.com/CodeGoat24/UnifiedReward",
+        description="mean of the Alignment, Coherence and Style ratings (1-5) that UnifiedReward 2.0 writes; "
+        "runs through a generative engine (engine=...)",
+        weights=WeightsRef("CodeGoat24/UnifiedReward-2.0-qwen-7b", _MAIN),
+        extra=None,
+        loader="pixeljury.metrics.unifiedreward:load_unifiedreward",
+    )
+)
+
 _BY_CONVENTION: dict[str, MetricSpec] = {s.convention: s for s in _SPECS}
 _DEFAULT: dict[str, MetricSpec] = {}
 for _spec in _SPECS:

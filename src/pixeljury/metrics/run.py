@@ -18,7 +18,7 @@ from typing import Any
 
 from pixeljury.data.images import sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
-from pixeljury.metrics.base import Metric, MetricInputError, MetricUnavailable, load_rgb
+from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, MetricUnavailable, load_rgb
 from pixeljury.metrics.registry import get_spec, load_metric
 from pixeljury.runs.store import ResultRecord, ResultStore, result_key
 
@@ -43,7 +43,9 @@ def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]
 
 def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
                weights: dict[str, str] | None = None, batch_size: int | None = None, device: str | None = None,
-               dtype: str | None = None, log: Any = print) -> list[MetricRunSummary]:
+               dtype: str | None = None, metric_kwargs: dict[str, dict[str, Any]] | None = None,
+               log: Any = print) -> list[MetricRunSummary]:
+    """``metric_kwargs[name]`` goes to that metric's loader (e.g. ``{"unifiedreward": {"engine": engine}}``)."""
     specs = [get_spec(name) for name in metric_names]  # unknown names fail before any work
     for spec in specs:
         if spec.input_kind == "image-sets":
@@ -54,6 +56,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[s
     with ResultStore.in_dir(out_dir) as store:
         for spec in specs:
             extra_kw = {"weights": weights[spec.name]} if weights and spec.name in weights else {}
+            extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
             metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
             summaries.append(_score_rows(metric, rows, hashes, store, batch_size, log))
         write_tables(store, rows, hashes, [s.convention for s in summaries], Path(out_dir))
@@ -101,15 +104,29 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
         if not ready:
             continue
         began = time.perf_counter()
-        results = metric.score([row.prompt for row, _, _ in ready], images, batch_size=batch_size)
+        try:
+            results: list[MetricResult | None] = list(
+                metric.score([row.prompt for row, _, _ in ready], images, batch_size=batch_size))
+        except MetricError:
+            # One item's failure (e.g. an unparseable generated rating) must not sink the chunk:
+            # score item by item so that each failure is recorded against its own row.
+            results = []
+            for (row, key, _), image in zip(ready, images):
+                try:
+                    results.append(metric.score([row.prompt], [image])[0])
+                except MetricError as exc:
+                    results.append(None)
+                    summary.failed.append((row.index, str(exc)))
+                    store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
         per_item = (time.perf_counter() - began) / len(ready)
-        store.put_many(
+        records = [
             ResultRecord(key=key, protocol=stage, dimension=metric.convention, key_fields=fields, status="scored",
                          image_sha256=fields["image_sha256"], prompt=row.prompt, model_id=metric.weights_label(),
                          parsed={"value": result.value, "extras": result.extras}, seconds=per_item)
-            for (row, key, fields), result in zip(ready, results)
-        )
-        summary.scored += len(ready)
+            for (row, key, fields), result in zip(ready, results) if result is not None
+        ]
+        store.put_many(records)
+        summary.scored += len(records)
         log(f"{metric.convention}: {summary.scored}/{len(todo)} scored")
     return summary
 
