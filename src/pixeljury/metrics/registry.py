@@ -214,7 +214,7 @@ def get_spec(name: str, convention: str | None = None) -> MetricSpec:
 
 def check_extra(spec: MetricSpec) -> None:
     """Fail with the pip command when the metric's extra is not installed."""
-    needed = {"torch": ("torch", "transformers", "torchvision"), "openclip": ("open_clip",)}.get(spec.extra or "", ())
+    needed = {"torch": ("torch", "transformers", "torchvision")}.get(spec.extra or "", ())
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise MetricUnavailable(
