@@ -85,3 +85,31 @@ def test_missing_local_weights_give_a_clear_error():
 
     with pytest.raises(MetricUnavailable, match="weights path ./nowhere-xyz does not exist"):
         resolve(get_spec("clip").weights, "./nowhere-xyz")
+
+
+def test_unreachable_hub_weights_give_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    from pixeljury.metrics.weights import resolve
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(MetricUnavailable, match=r"cannot get weights xswu/HPSv2/HPS_v2_compressed.pt@main .*"
+                                                 r"pass weights=<local path>"):
+        resolve(get_spec("hpsv2").weights)
+
+
+def test_url_weights_are_downloaded_once_into_the_cache(monkeypatch, tmp_path):
+    from pixeljury.metrics import weights as weights_mod
+
+    monkeypatch.setenv("PIXELJURY_CACHE_DIR", str(tmp_path))
+    cached = tmp_path / "weights"
+    url = "https://example.invalid/model.pth"
+    import hashlib
+
+    folder = cached / hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True)
+    (folder / "model.pth").write_bytes(b"weights")
+    assert weights_mod.resolve(None, url) == folder / "model.pth"  # no network touched: served from the cache

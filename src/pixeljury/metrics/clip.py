@@ -159,8 +159,7 @@ def load_hpsv2(spec: MetricSpec, *, weights: Any = None, revision: str | None = 
 
     from pixeljury.metrics.openclip_convert import KNOWN_HEADS, clip_model_from_openclip
 
-    checkpoint = weights_mod.resolve(spec.weights, weights, revision=revision,
-                                     filename=None if weights is not None else spec.weights.filename)  # type: ignore[union-attr]
+    checkpoint = weights_mod.resolve(spec.weights, weights, revision=revision)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError for bad files

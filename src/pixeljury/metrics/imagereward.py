@@ -150,8 +150,7 @@ def load_imagereward(spec: MetricSpec, *, weights: Any = None, tokenizer: Any = 
     from transformers import AutoTokenizer
 
     assert spec.weights is not None
-    path = weights_mod.resolve(spec.weights, weights, revision=revision,
-                               filename=None if weights is not None else spec.weights.filename)
+    path = weights_mod.resolve(spec.weights, weights, revision=revision)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unreadable files

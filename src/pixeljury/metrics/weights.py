@@ -51,7 +51,8 @@ def resolve(
         raise MetricUnavailable("this metric has no default weights; pass weights=<path or hub id>")
     repo_id = str(override) if override is not None else ref.repo_id  # type: ignore[union-attr]
     rev = revision or (ref.revision if ref is not None and override is None else "main")
-    fname = filename if filename is not None else (ref.filename if ref is not None and override is None else None)
+    # A hub id given instead of the default repository is assumed to hold the same file layout.
+    fname = filename if filename is not None else (ref.filename if ref is not None else None)
     sha = ref.sha256 if ref is not None and override is None else None
     if repo_id.startswith(MODELSCOPE_PREFIX):
         path = _from_modelscope(repo_id[len(MODELSCOPE_PREFIX):], rev, fname)
