@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixeljury-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench-metrics
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Metric throughput, batched vs one image at a time (full-size architectures, random weights; CUDA when present).
+bench-metrics: $(STAMP)
+	$(PY) bench/metrics_throughput.py
 
 clean:
 	rm -rf demo-out .pytest_cache
