@@ -137,7 +137,10 @@ class Metric(ABC):
         values: list[Any] = []
         for start in range(0, len(images), size):
             chunk_images = [load_rgb(img, start + j) for j, img in enumerate(images[start : start + size])]
-            chunk_values = self._score_chunk(prompts[start : start + size], chunk_images)
+            try:
+                chunk_values = self._score_chunk(prompts[start : start + size], chunk_images)
+            except MetricError as exc:
+                raise MetricError(f"items {start}-{start + len(chunk_images) - 1}: {exc}") from exc
             if len(chunk_values) != len(chunk_images):
                 raise MetricError(f"{self.name} returned {len(chunk_values)} values for {len(chunk_images)} items")
             values.extend(chunk_values)
