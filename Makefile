@@ -7,7 +7,7 @@ VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixeljury-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench-metrics
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 	VLLM_VENV=$(VLLM_VENV) bash scripts/setup_vllm_env.sh
 	$(VLLM_VENV)/bin/python -m pytest tests/vllm -q
+
+# Metric throughput, batched vs one image at a time (full-size architectures, random weights; CUDA when present).
+bench-metrics: $(STAMP)
+	$(PY) bench/metrics_throughput.py
 
 clean:
 	rm -rf demo-out .pytest_cache

@@ -1,16 +1,30 @@
 """pixeljury: judges for text-to-image generations.
 
-Importing the package is cheap (no torch); the API functions import what they need when called.
+Importing the package is cheap (no torch, no transformers): the API functions and ``load_metric`` /
+``list_metrics`` are resolved lazily and import what they need when called.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "judge", "load_bench", "load_images"]
+_LAZY = {
+    "judge": "pixeljury.api",
+    "load_bench": "pixeljury.api",
+    "load_images": "pixeljury.api",
+    "load_metric": "pixeljury.metrics.registry",
+    "list_metrics": "pixeljury.metrics.registry",
+}
 
 
-def __getattr__(name: str):
-    if name in ("judge", "load_bench", "load_images"):
-        from pixeljury import api
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pixeljury' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "judge", "list_metrics", "load_bench", "load_images", "load_metric"]

@@ -25,9 +25,11 @@ def version() -> None:
 # --- registered commands ---
 from pixeljury import cli_judge  # noqa: E402
 from pixeljury.analysis.commands import register as register_analysis  # noqa: E402
+from pixeljury.metrics import commands as metric_commands  # noqa: E402
 
 cli_judge.register(app)
 register_analysis(app)
+metric_commands.register(app)
 # --- end registered commands ---
 
 

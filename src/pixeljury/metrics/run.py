@@ -1,0 +1,189 @@
+"""Scoring an input file with per-item metrics into a run directory.
+
+Results go into the same content-keyed store as the judge (``protocol = "metric:<name>"``,
+``dimension = <convention>``), so a rerun skips every (image, prompt, metric, weights) already
+scored; ``scores.jsonl`` / ``scores.csv`` are rewritten from the store each time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixeljury.data.images import sha256_file
+from pixeljury.data.inputs import InputRow, read_rows
+from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, MetricUnavailable, load_rgb
+from pixeljury.metrics.registry import get_spec, load_metric
+from pixeljury.runs.store import ResultRecord, ResultStore, result_key
+
+KEY_VERSION = 1  # bump when the meaning of a stored metric value changes
+LOAD_CHUNK = 256  # rows decoded at once (bounds memory); the metric batches inside each chunk
+
+
+@dataclass
+class MetricRunSummary:
+    convention: str
+    scored: int = 0
+    skipped: int = 0  # already in the store
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (row index, message)
+
+
+def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]:
+    return {
+        "kind": "metric", "key_version": KEY_VERSION, "image_sha256": image_sha256, "prompt": prompt,
+        "metric": metric.name, "convention": metric.convention, "weights": metric.weights_label(),
+    }
+
+
+def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
+               weights: dict[str, str] | None = None, batch_size: int | None = None, device: str | None = None,
+               dtype: str | None = None, metric_kwargs: dict[str, dict[str, Any]] | None = None,
+               log: Any = print) -> list[MetricRunSummary]:
+    """``metric_kwargs[name]`` goes to that metric's loader (e.g. ``{"unifiedreward": {"engine": engine}}``)."""
+    specs = [get_spec(name) for name in metric_names]  # unknown names fail before any work
+    for spec in specs:
+        if spec.input_kind == "image-sets":
+            raise MetricUnavailable(f"{spec.convention} compares image sets, not items: use `pixeljury fid`")
+    rows = list(read_rows(Path(input_path)))
+    hashes = _hash_images(rows)
+    summaries = []
+    with ResultStore.in_dir(out_dir) as store:
+        for spec in specs:
+            extra_kw = {"weights": weights[spec.name]} if weights and spec.name in weights else {}
+            extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
+            metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
+            summaries.append(_score_rows(metric, rows, hashes, store, batch_size, log))
+        write_tables(store, rows, hashes, [s.convention for s in summaries], Path(out_dir))
+    return summaries
+
+
+def _hash_images(rows: list[InputRow]) -> dict[int, str | Exception]:
+    hashes: dict[int, str | Exception] = {}
+    for row in rows:
+        if not row.ok:
+            hashes[row.index] = MetricInputError("; ".join(row.errors))
+            continue
+        try:
+            hashes[row.index] = sha256_file(row.image_path)  # type: ignore[arg-type]
+        except OSError as exc:
+            hashes[row.index] = MetricInputError(f"image {row.image_path}: {exc.strerror or exc}")
+    return hashes
+
+
+def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Exception], store: ResultStore,
+                batch_size: int | None, log: Any) -> MetricRunSummary:
+    summary = MetricRunSummary(metric.convention)
+    stage = f"metric:{metric.name}"
+    todo: list[tuple[InputRow, str, dict[str, Any]]] = []
+    for row in rows:
+        digest = hashes[row.index]
+        if isinstance(digest, Exception):
+            summary.failed.append((row.index, str(digest)))
+            store.record_failure(stage, f"row {row.index}: {digest}", row_index=row.index)
+            continue
+        fields = key_fields(digest, row.prompt, metric)
+        todo.append((row, result_key(fields), fields))
+    done = store.existing_keys([key for _, key, _ in todo])
+    summary.skipped = sum(1 for _, key, _ in todo if key in done)
+    todo = [item for item in todo if item[1] not in done]
+    for start in range(0, len(todo), LOAD_CHUNK):
+        ready, images = [], []
+        for row, key, fields in todo[start : start + LOAD_CHUNK]:
+            try:
+                images.append(load_rgb(row.image_path, row.index))  # type: ignore[arg-type]
+                ready.append((row, key, fields))
+            except MetricInputError as exc:
+                summary.failed.append((row.index, str(exc)))
+                store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
+        if not ready:
+            continue
+        began = time.perf_counter()
+        try:
+            results: list[MetricResult | None] = list(
+                metric.score([row.prompt for row, _, _ in ready], images, batch_size=batch_size))
+        except MetricError:
+            # One item's failure (e.g. an unparseable generated rating) must not sink the chunk:
+            # score item by item so that each failure is recorded against its own row.
+            results = []
+            for (row, key, _), image in zip(ready, images):
+                try:
+                    results.append(metric.score([row.prompt], [image])[0])
+                except MetricError as exc:
+                    results.append(None)
+                    summary.failed.append((row.index, str(exc)))
+                    store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
+        per_item = (time.perf_counter() - began) / len(ready)
+        records = [
+            ResultRecord(key=key, protocol=stage, dimension=metric.convention, key_fields=fields, status="scored",
+                         image_sha256=fields["image_sha256"], prompt=row.prompt, model_id=metric.weights_label(),
+                         parsed={"value": result.value, "extras": result.extras}, seconds=per_item)
+            for (row, key, fields), result in zip(ready, results) if result is not None
+        ]
+        store.put_many(records)
+        summary.scored += len(records)
+        log(f"{metric.convention}: {summary.scored}/{len(todo)} scored")
+    return summary
+
+
+def _softmax_by_prompt(values: dict[int, float], prompts: dict[int, str]) -> dict[int, float]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index in values:
+        groups[prompts[index]].append(index)
+    out: dict[int, float] = {}
+    for members in groups.values():
+        top = max(values[i] for i in members)
+        exps = {i: math.exp(values[i] - top) for i in members}
+        total = sum(exps.values())
+        out.update({i: e / total for i, e in exps.items()})
+    return out
+
+
+def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str | Exception],
+                 conventions: list[str], out_dir: Path) -> tuple[Path, Path]:
+    """One line per input row with a column per convention (empty when that row has no score)."""
+    by_convention: dict[str, dict[int, float]] = {}
+    for convention in conventions:
+        name = convention.split("@", 1)[0]
+        metric_records = [r for r in store.iter_results(f"metric:{name}") if r.dimension == convention]
+        by_key = {(r.image_sha256, r.prompt): r for r in metric_records}
+        values = {}
+        for row in rows:
+            digest = hashes[row.index]
+            record = by_key.get((digest, row.prompt)) if isinstance(digest, str) else None
+            if record is not None and record.parsed is not None:
+                values[row.index] = float(record.parsed["value"])
+        by_convention[convention] = values
+    prompts = {row.index: row.prompt for row in rows}
+    probabilities = {c: _softmax_by_prompt(v, prompts) for c, v in by_convention.items() if c.startswith("pickscore@")}
+    table = []
+    for row in rows:
+        digest = hashes[row.index]
+        line: dict[str, Any] = {
+            "row": row.index, "ID": row.bench_id, "model": row.model, "prompt": row.prompt,
+            "image_path": str(row.image_path) if row.image_path else None,
+            "image_sha256": digest if isinstance(digest, str) else None,
+        }
+        for convention, values in by_convention.items():
+            line[convention] = values.get(row.index)
+            if convention in probabilities:
+                # PickScore's probabilities: softmax over all of this input's images of the same prompt.
+                line["pickscore@probability"] = probabilities[convention].get(row.index)
+        table.append(line)
+    jsonl, csv_path = out_dir / "scores.jsonl", out_dir / "scores.csv"
+    with open(jsonl, "w", encoding="utf-8") as fh:
+        for line in table:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    with open(csv_path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]) if table else ["row"])
+        writer.writeheader()
+        writer.writerows(table)
+    return jsonl, csv_path
+
+
+__all__ = ["MetricRunSummary", "key_fields", "score_file", "write_tables"]
