@@ -183,6 +183,51 @@ _SPECS.append(
     )
 )
 
+_EDIT_REF = ("UnifiedReward-Edit (github.com/CodeGoat24/UnifiedReward, UnifiedReward-Edit/); "
+             "pointwise prompts from VIEScore (Ku et al. 2024)")
+_EDIT_WEIGHTS = WeightsRef("CodeGoat24/UnifiedReward-Edit-qwen3vl-8b", _MAIN)
+_SPECS += [
+    MetricSpec(
+        name="unifiedreward-edit",
+        convention="unifiedreward-edit@pointwise-viescore-0-25",
+        input_kind="image-pair",
+        direction="higher-is-better",
+        value_range=(0.0, 25.0),
+        reference=_EDIT_REF,
+        description="instruction + source + edit: sqrt(min(instruction-following scores) * min(quality scores)), "
+        "each 0-25 as written by the model; library API score_edits (engine=...)",
+        weights=_EDIT_WEIGHTS,
+        extra=None,
+        loader="pixeljury.metrics.unifiedreward_edit:load_unifiedreward_edit",
+    ),
+    MetricSpec(
+        name="unifiedreward-edit",
+        convention="unifiedreward-edit@pairwise-rank",
+        input_kind="image-pair",
+        direction="higher-is-better",
+        value_range=(0.0, 1.0),
+        reference=_EDIT_REF,
+        description="instruction + source + two edits: 1 when edit 1 is judged better, 0 when edit 2; "
+        "library API rank_pairs (engine=...)",
+        weights=_EDIT_WEIGHTS,
+        extra=None,
+        loader="pixeljury.metrics.unifiedreward_edit:load_unifiedreward_edit",
+    ),
+    MetricSpec(
+        name="unifiedreward-edit",
+        convention="unifiedreward-edit@pairwise-score-margin",
+        input_kind="image-pair",
+        direction="higher-is-better",
+        value_range=(None, None),
+        reference=_EDIT_REF,
+        description="instruction + source + two edits: score of edit 1 minus score of edit 2 (both in extras); "
+        "library API score_pairs (engine=...)",
+        weights=_EDIT_WEIGHTS,
+        extra=None,
+        loader="pixeljury.metrics.unifiedreward_edit:load_unifiedreward_edit",
+    ),
+]
+
 _BY_CONVENTION: dict[str, MetricSpec] = {s.convention: s for s in _SPECS}
 _DEFAULT: dict[str, MetricSpec] = {}
 for _spec in _SPECS:

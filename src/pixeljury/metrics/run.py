@@ -50,6 +50,9 @@ def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[s
     for spec in specs:
         if spec.input_kind == "image-sets":
             raise MetricUnavailable(f"{spec.convention} compares image sets, not items: use `pixeljury fid`")
+        if spec.input_kind == "image-pair":
+            raise MetricUnavailable(f"{spec.convention} judges a source image and its edit(s), which a "
+                                    "prompt/image input file does not carry: use the library API")
     rows = list(read_rows(Path(input_path)))
     hashes = _hash_images(rows)
     summaries = []
