@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from pixeljury.metrics.base import MetricUnavailable
+
+# Metrics that generate text through an engine; `score` builds one for each (item metrics over
+# prompt/image rows: UnifiedReward-Edit needs source images and is a library API).
+GENERATIVE_METRICS = ("unifiedreward",)
 
 
 def _parse_weights(values: list[str]) -> dict[str, str]:
@@ -28,18 +32,35 @@ def score(
     device: Optional[str] = typer.Option(None, help="cuda, cuda:1, cpu... (default: cuda when present)."),
     dtype: Optional[str] = typer.Option(None, help="float32 (default), float16 or bfloat16."),
     weights: list[str] = typer.Option([], "--weights", help="NAME=PATH_OR_HUB_ID to override a metric's weights."),
+    engine: str = typer.Option("transformers", help="For generative metrics (unifiedreward): transformers, vllm, "
+                               "openai or replay."),
+    judge_model: Optional[str] = typer.Option(None, help="Generative metrics: hub id, local path or ModelScope id "
+                                              "(default: the metric's own weights); the served name for openai."),
+    judge_revision: Optional[str] = typer.Option(None, help="Generative metrics: model revision."),
+    endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for --engine openai."),
+    api_key: Optional[str] = typer.Option(None, envvar="PIXELJURY_API_KEY", help="API key for --engine openai."),
+    replay_file: Optional[Path] = typer.Option(None, help="Recorded answers for --engine replay."),
 ) -> None:
     """Score every (prompt, image) row with reward metrics; reruns skip what is already stored."""
     from pixeljury.data.inputs import InputError
+    from pixeljury.engines.base import EngineError, EngineUnavailable
     from pixeljury.metrics.run import score_file
 
     names = [m.strip() for m in metric.split(",") if m.strip()]
     if not names:
         raise typer.BadParameter("--metric names no metric")
     try:
-        summaries = score_file(input, out, names, weights=_parse_weights(weights), batch_size=batch_size,
-                               device=device, dtype=dtype, log=lambda msg: typer.echo(msg, err=True))
-    except (InputError, MetricUnavailable) as exc:
+        metric_kwargs, engines = _generative_engines(
+            names, engine=engine, model=judge_model, revision=judge_revision, endpoint=endpoint, api_key=api_key,
+            replay_file=replay_file, device=device, batch_size=batch_size)
+        try:
+            summaries = score_file(input, out, names, weights=_parse_weights(weights), batch_size=batch_size,
+                                   device=device, dtype=dtype, metric_kwargs=metric_kwargs,
+                                   log=lambda msg: typer.echo(msg, err=True))
+        finally:
+            for built in engines:
+                built.close()
+    except (InputError, MetricUnavailable, EngineUnavailable, EngineError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     for s in summaries:
@@ -49,6 +70,37 @@ def score(
     typer.echo(f"results in {out / 'results.sqlite'}, {out / 'scores.jsonl'}, {out / 'scores.csv'}")
     if any(s.failed for s in summaries):
         raise typer.Exit(1)
+
+
+def _generative_engines(names: list[str], *, engine: str, model: str | None, revision: str | None,
+                        endpoint: str | None, api_key: str | None, replay_file: Path | None, device: str | None,
+                        batch_size: int | None) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """One engine per generative metric named (``extra is None`` and a loader that takes ``engine=``).
+
+    Built through the engine factory; nothing is imported or built when no such metric is asked for."""
+    from pixeljury.metrics.registry import get_spec
+
+    kwargs: dict[str, dict[str, Any]] = {}
+    built: list[Any] = []
+    for name in names:
+        spec = get_spec(name)
+        if spec.name not in GENERATIVE_METRICS or spec.name in kwargs:
+            continue
+        from pixeljury.engines.factory import EngineSpec, create_engine
+
+        where = model or (spec.weights.repo_id if spec.weights else "")
+        engine_spec = EngineSpec(engine=engine, model=where, revision=revision, device=device or "auto",
+                                 batch_size=batch_size or 4, endpoint=endpoint, api_key=api_key,
+                                 replay_file=None if replay_file is None else str(replay_file))
+        try:
+            instance = create_engine(engine_spec)
+        except BaseException:
+            for earlier in built:
+                earlier.close()
+            raise
+        built.append(instance)
+        kwargs[spec.name] = {"engine": instance}
+    return kwargs, built
 
 
 def fid(
