@@ -77,3 +77,68 @@ def random_images(n: int, seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((
         w, h = sizes[i % len(sizes)]
         out.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB"))
     return out
+
+
+# A Qwen2-VL-style template: default system turn, vision tokens in place, plain generation prompt.
+QWEN2VL_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' -%}{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{- part['text'] -}}"
+    "{%- else -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}{{- '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def save_tiny_hpsv3(folder: Path, seed: int = 0, *, new_layout: bool = False) -> tuple[Path, Path]:
+    """A tiny Qwen2-VL base directory (config + processor, patch 14 / merge 2 like the 7B) and an
+    HPSv3-format checkpoint for it (``visual.*``/``model.*``, or ``model.visual.*``/``model.language_model.*``
+    with ``new_layout``; ``lm_head`` and a ranknet ``rm_head``), embeddings one row longer for <|Reward|>."""
+    from safetensors.torch import save_file
+    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLModel
+    from transformers import Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    from pixeljury.metrics.hpsv3 import RankNetHead
+    from pixeljury.testing.tiny import SPECIAL_TOKENS, _train_tokenizer
+
+    base = folder / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(vocab_size=600), eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", additional_special_tokens=SPECIAL_TOKENS[1:])
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 6, 6]},
+                     "pad_token_id": ids["<|endoftext|>"], "bos_token_id": None,
+                     "eos_token_id": ids["<|im_end|>"]},
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2,
+                       "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    config.save_pretrained(base)
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer,
+                                 video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN2VL_TEMPLATE)
+    processor.save_pretrained(base)
+
+    torch.manual_seed(seed)
+    config.text_config.vocab_size = len(tokenizer) + 1
+    backbone = Qwen2VLModel(config).float().eval()
+    head = RankNetHead(64).float()
+    for p in head.parameters():  # larger than default init so the test sees the head at work
+        torch.nn.init.normal_(p, std=0.5)
+    sd: dict[str, torch.Tensor] = {}
+    for key, value in backbone.state_dict().items():
+        if key.startswith("visual."):
+            sd[("model." if new_layout else "") + key] = value
+        else:
+            sd[("model.language_model." if new_layout else "model.") + key[len("language_model."):]] = value
+    sd["lm_head.weight"] = torch.zeros(len(tokenizer) + 1, 64)
+    sd.update({f"rm_head.{k}": v for k, v in head.state_dict().items()})
+    checkpoint = folder / "HPSv3.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(checkpoint))
+    return base, checkpoint

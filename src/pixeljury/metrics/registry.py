@@ -183,6 +183,22 @@ _SPECS.append(
     )
 )
 
+_SPECS.append(
+    MetricSpec(
+        name="hpsv3",
+        convention="hpsv3@mu",
+        input_kind="prompt+image",
+        direction="higher-is-better",
+        value_range=(None, None),
+        reference="Ma et al. 2025, HPSv3 (arXiv 2508.03789); github.com/MizzenAI/HPSv3",
+        description="mu of the (mu, sigma) that a ranknet head reads at the <|Reward|> token of a Qwen2-VL-7B "
+        "fine-tune (extras.sigma); image resized to a fixed 200,704-pixel budget",
+        weights=WeightsRef("MizzenAI/HPSv3", _MAIN, filename="HPSv3.safetensors",
+                           companion_repo_id="Qwen/Qwen2-VL-7B-Instruct", companion_revision=_MAIN),
+        loader="pixeljury.metrics.hpsv3:load_hpsv3",
+    )
+)
+
 _EDIT_REF = ("UnifiedReward-Edit (github.com/CodeGoat24/UnifiedReward, UnifiedReward-Edit/); "
              "pointwise prompts from VIEScore (Ku et al. 2024)")
 _EDIT_WEIGHTS = WeightsRef("CodeGoat24/UnifiedReward-Edit-qwen3vl-8b", _MAIN)
