@@ -68,18 +68,36 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t
 
 
-def overhead(tmp: Path, n: int, size: int, fmt: str) -> dict:
+class SlowReplay(ReplayEngine):
+    """Replay that also waits ``seconds`` per batch, standing in for a GPU generating the answers."""
+
+    def __init__(self, seconds: float, **kw):
+        super().__init__(answer, **kw)
+        self.seconds, self.slept = seconds, 0.0
+
+    def generate(self, requests, params):
+        time.sleep(self.seconds)
+        self.slept += self.seconds
+        return super().generate(requests, params)
+
+
+def overhead(tmp: Path, n: int, size: int, fmt: str, model_seconds: float = 0.0) -> dict:
     from pixeljury.data.images import load_for_judge, sha256_file
     from pixeljury.protocols.qjudger import build_request, parse_generation
     from pixeljury.runs.judge import JudgeConfig, run_judge
 
     images = make_images(tmp / f"imgs-{size}-{fmt}", n, size, fmt)
     inp = write_input(tmp / f"in-{size}-{fmt}.jsonl", images)
-    cfg = JudgeConfig(input=inp, out=tmp / f"run-{size}-{fmt}", rubric="builtin", dimensions=DIMS, quiet=True,
-                      batch_size=64)
-    engine = ReplayEngine(answer, batch_size=64)
+    cfg = JudgeConfig(input=inp, out=tmp / f"run-{size}-{fmt}-{model_seconds}", rubric="builtin", dimensions=DIMS,
+                      quiet=True, batch_size=64)
+    engine = SlowReplay(model_seconds, batch_size=64)
     summary, wall = timed(run_judge, cfg, lambda: engine)
     assert summary.computed == n * len(DIMS) and summary.failed == 0
+    if model_seconds:
+        # With a (simulated) model busy, image decoding runs beside it: what is left on the critical path
+        return {"images": n, "size": f"{size}x{size} {fmt}", "simulated_model_s_per_batch_of_64": model_seconds,
+                "wall_ms_per_image": 1000 * wall / n,
+                "critical_path_overhead_ms_per_image": 1000 * (wall - engine.slept) / n}
     # stages on their own (single thread), over the same images
     rubric = builtin_rubric()
     _, t_hash = timed(lambda: [sha256_file(p) for p in images])
@@ -127,16 +145,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--resume-results", type=int, default=100_000)
+    ap.add_argument("--model-seconds", type=float, default=1.0,
+                    help="Simulated generation time per batch of 64 requests (a real 27B judge takes far longer).")
+    ap.add_argument("--only-simulated", action="store_true", help="Skip the plain overhead runs and the resume part.")
     ap.add_argument("--out", type=Path, default=None, help="Write results as JSON here.")
     args = ap.parse_args()
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "overhead": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for size, fmt in ((512, "jpg"), (1024, "png"), (1280, "jpg")):
+        for size, fmt in () if args.only_simulated else ((512, "jpg"), (1024, "png"), (1280, "jpg")):
             report["overhead"].append(overhead(tmp, args.images, size, fmt))
             print(json.dumps(report["overhead"][-1]), flush=True)
-        report["resume"] = resume(tmp, args.resume_results)
-        print(json.dumps(report["resume"]), flush=True)
+        for size, fmt in ((1024, "png"), (1280, "jpg")):
+            report["overhead"].append(overhead(tmp, args.images, size, fmt, model_seconds=args.model_seconds))
+            print(json.dumps(report["overhead"][-1]), flush=True)
+        if not args.only_simulated:
+            report["resume"] = resume(tmp, args.resume_results)
+            print(json.dumps(report["resume"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
 

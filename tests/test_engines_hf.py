@@ -62,3 +62,14 @@ def test_constrained_needs_a_serving_engine(tmp_path):
     (tmp_path / "in.csv").write_text("prompt,image_path\na,b.png\n")
     res = CliRunner().invoke(app, ["judge", str(tmp_path / "in.csv"), "--model", "m", "--constrained"])
     assert res.exit_code == 2 and "--engine vllm" in res.output
+
+
+def test_empty_system_text_sends_no_system_message():
+    from pixeljury.engines.hf import chat_messages
+
+    img = Image.new("RGB", (4, 4))
+    req = ChatRequest("r", "", [ImagePart(img, "0" * 64), TextPart("rate it")])
+    msgs = chat_messages(req)
+    assert [m["role"] for m in msgs] == ["user"]
+    req.system = "be strict"
+    assert [m["role"] for m in chat_messages(req)] == ["system", "user"]

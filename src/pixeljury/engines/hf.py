@@ -28,7 +28,10 @@ def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
             user.append({"type": "text", "text": part.text})
         elif isinstance(part, ImagePart):
             user.append({"type": "image", "image": part.image})
-    return [{"role": "system", "content": request.system}, {"role": "user", "content": user}]
+    # An empty system text means "no system message" (as official clients of some reward models send),
+    # which chat templates may render differently from an empty one.
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    return [*system, {"role": "user", "content": user}]
 
 
 def render_chat(processor: Any, request: ChatRequest, *, enable_thinking: bool = True) -> str:

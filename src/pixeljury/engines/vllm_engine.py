@@ -45,7 +45,10 @@ def build_conversation(request: ChatRequest) -> list[dict[str, Any]]:
             raise TypeError(f"unsupported content part {type(part).__name__}")
     # The system message is always sent, even empty, as the transformers engine does: chat
     # templates render "no system message" and "an empty one" differently.
-    return [{"role": "system", "content": request.system}, {"role": "user", "content": content}]
+    # An empty system text means "no system message" (as official clients of some reward models send),
+    # which chat templates may render differently from an empty one.
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    return [*system, {"role": "user", "content": content}]
 
 
 def sampling_kwargs(

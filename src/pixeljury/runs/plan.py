@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +50,26 @@ class KeyContext:
     preprocess: str  # e.g. "rgb-lanczos-1024-square" (parity) or "rgb-lanczos-1024-keep-aspect"
 
     def key_fields(self, image_sha256: str, prompt: str, dimension: str) -> dict[str, Any]:
+        return {**self._fixed_fields, "image_sha256": image_sha256, "prompt": prompt, "dimension": dimension}
+
+    @cached_property
+    def _fixed_fields(self) -> dict[str, Any]:  # the same for every request of a run: built once
         return {
             "protocol": PROTOCOL_ID,
             "protocol_version": PROTOCOL_VERSION,
-            "image_sha256": image_sha256,
-            "prompt": prompt,
-            "dimension": dimension,
             "judge_model": self.judge_model,
             "judge_revision": self.judge_revision,
             "rubric_sha256": self.rubric_sha256,
             "params": self.params.as_dict(),
             "preprocess": self.preprocess,
         }
+
+
+def _try_hash(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None  # sha256() reads it again and reports the error against its row
 
 
 class _HashCache:
@@ -81,6 +91,25 @@ class _HashCache:
         self.fresh.append((key, st.st_size, st.st_mtime_ns, digest))
         return digest
 
+    def prefetch(self, paths: list[Path], threads: int = 4) -> None:
+        """Hash files not in the cache in parallel (hashlib releases the GIL on large reads)."""
+        todo = []
+        for p in dict.fromkeys(paths):
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue  # reported per row by sha256()
+            hit = self.known.get(str(p))
+            if not (hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns):
+                todo.append(p)
+        if len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for p, digest in zip(todo, pool.map(_try_hash, todo)):
+                    if digest is not None:
+                        st = os.stat(p)
+                        self.known[str(p)] = (st.st_size, st.st_mtime_ns, digest)
+                        self.fresh.append((str(p), st.st_size, st.st_mtime_ns, digest))
+
     def flush(self) -> None:
         self.store.save_hashes(self.fresh)
         self.fresh = []
@@ -98,6 +127,8 @@ def plan_rows(
 ) -> list[PlannedRow]:
     """Plan every row. Problems stay with their row; nothing here raises for one bad row."""
     hashes = _HashCache(store)
+    rows = list(rows)
+    hashes.prefetch([r.image_path for r in rows if r.image_path is not None and not r.errors])
     seen: dict[tuple, int] = {}
     planned: list[PlannedRow] = []
     for r in rows:
