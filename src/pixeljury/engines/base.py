@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal, Union
 
 from PIL import Image
@@ -83,6 +84,26 @@ class Generation:
         if self.reasoning is None:
             return self.text
         return f"{self.reasoning}\n</think>\n\n{self.text}"
+
+
+def chat_messages(request: ChatRequest, image_entry: Callable[[ImagePart], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The request as chat messages: an optional system message and one user message whose content
+    keeps the request's [text, image, text] order, so the chat template puts the image where the
+    protocol put it. ``image_entry`` gives each engine's own form of an image part.
+
+    An empty system text means "no system message" (what official clients of some reward models
+    send); chat templates may render that differently from an empty system message.
+    """
+    content: list[dict[str, Any]] = []
+    for part in request.user:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            content.append(image_entry(part))
+        else:  # pragma: no cover - Part is a closed union
+            raise TypeError(f"unsupported content part {type(part).__name__}")
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    return [*system, {"role": "user", "content": content}]
 
 
 class EngineError(RuntimeError):

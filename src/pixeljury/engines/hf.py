@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pixeljury.engines.base import chat_messages as base_chat_messages
 from pixeljury.engines.base import (
     ChatRequest,
     Engine,
@@ -16,22 +17,12 @@ from pixeljury.engines.base import (
     Generation,
     GenerationParams,
     ImagePart,
-    TextPart,
 )
 
 
 def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """The request as chat messages in the transformers multimodal format (image parts inline)."""
-    user: list[dict[str, Any]] = []
-    for part in request.user:
-        if isinstance(part, TextPart):
-            user.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            user.append({"type": "image", "image": part.image})
-    # An empty system text means "no system message" (as official clients of some reward models send),
-    # which chat templates may render differently from an empty one.
-    system = [{"role": "system", "content": request.system}] if request.system else []
-    return [*system, {"role": "user", "content": user}]
+    """The request as chat messages in the transformers multimodal format (PIL image inline)."""
+    return base_chat_messages(request, lambda part: {"type": "image", "image": part.image})
 
 
 def render_chat(processor: Any, request: ChatRequest, *, enable_thinking: bool = True) -> str:

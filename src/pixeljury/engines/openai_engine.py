@@ -24,12 +24,11 @@ from PIL import Image
 from pixeljury.data.images import to_rgb
 from pixeljury.engines.base import (
     ChatRequest,
+    chat_messages,
     Engine,
     EngineError,
     Generation,
     GenerationParams,
-    ImagePart,
-    TextPart,
 )
 
 # Worth another try: the server is busy, restarting or briefly unreachable.
@@ -69,22 +68,8 @@ def png_data_url(image: Image.Image) -> str:
 
 
 def build_messages(request: ChatRequest, image_urls: dict[str, str]) -> list[dict[str, Any]]:
-    """System message plus one user message whose content keeps the request's [text, image, text]
-    split, so the chat template places the image exactly where the protocol put it."""
-    content: list[dict[str, Any]] = []
-    for part in request.user:
-        if isinstance(part, TextPart):
-            content.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            content.append({"type": "image_url", "image_url": {"url": image_urls[part.sha256]}})
-        else:  # pragma: no cover - Part is a closed union
-            raise TypeError(f"unsupported content part {type(part).__name__}")
-    # The system message is always sent, even empty, as the transformers engine does: chat
-    # templates render "no system message" and "an empty one" differently.
-    # An empty system text means "no system message" (as official clients of some reward models send),
-    # which chat templates may render differently from an empty one.
-    system = [{"role": "system", "content": request.system}] if request.system else []
-    return [*system, {"role": "user", "content": content}]
+    """Chat-completions messages; each image as its (already encoded) data URL."""
+    return chat_messages(request, lambda part: {"type": "image_url", "image_url": {"url": image_urls[part.sha256]}})
 
 
 def sampling_fields(

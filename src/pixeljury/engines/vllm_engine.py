@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PIL import Image
 
 from pixeljury.data.images import to_rgb
 from pixeljury.engines.base import (
     ChatRequest,
+    chat_messages,
     Engine,
     EngineError,
     EngineUnavailable,
     Generation,
     GenerationParams,
     ImagePart,
-    TextPart,
 )
 
 INSTALL_HINT = "pip install 'pixeljury[vllm]' (on CPU-only machines: see scripts/setup_vllm_env.sh)"
@@ -34,21 +33,12 @@ DEFAULT_STRUCTURED_OUTPUTS_CONFIG = {"backend": "guidance", "disable_any_whitesp
 def build_conversation(request: ChatRequest) -> list[dict[str, Any]]:
     """The request as an OpenAI-style conversation with the PIL image in place; the image's content
     hash is its uuid, so vLLM's multimodal cache recognises an image it has already processed."""
-    content: list[dict[str, Any]] = []
-    for part in request.user:
-        if isinstance(part, TextPart):
-            content.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            image: Image.Image = part.image if part.image.mode == "RGB" else to_rgb(part.image)
-            content.append({"type": "image_pil", "image_pil": image, "uuid": part.sha256})
-        else:  # pragma: no cover - Part is a closed union
-            raise TypeError(f"unsupported content part {type(part).__name__}")
-    # The system message is always sent, even empty, as the transformers engine does: chat
-    # templates render "no system message" and "an empty one" differently.
-    # An empty system text means "no system message" (as official clients of some reward models send),
-    # which chat templates may render differently from an empty one.
-    system = [{"role": "system", "content": request.system}] if request.system else []
-    return [*system, {"role": "user", "content": content}]
+
+    def image_entry(part: ImagePart) -> dict[str, Any]:
+        image = part.image if part.image.mode == "RGB" else to_rgb(part.image)
+        return {"type": "image_pil", "image_pil": image, "uuid": part.sha256}
+
+    return chat_messages(request, image_entry)
 
 
 def sampling_kwargs(
