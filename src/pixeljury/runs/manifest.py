@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -11,6 +10,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pixeljury.data.images import sha256_file as file_sha256
 
 MANIFEST_NAME = "manifest.json"
 
@@ -34,14 +35,6 @@ def git_revision() -> str | None:
     dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."], capture_output=True, text=True,
                            timeout=5).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def environment() -> dict[str, Any]:
