@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pixeljury.data.images import ImageLoadError, load_for_judge
+from pixeljury.data.images import ImageLoadError, load_for_judge, sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
 from pixeljury.data.metadata import BenchMetadata
 from pixeljury.engines.base import ChatRequest, Engine, EngineError, GenerationParams
@@ -27,7 +27,7 @@ from pixeljury.rubric import resolve_rubric
 from pixeljury.rubric.taxonomy import L1_NAMES, canonical_l1
 from pixeljury.runs.exports import write_run_outputs
 from pixeljury.runs.lock import RunLock
-from pixeljury.runs.manifest import environment, file_sha256, iso_now, write_manifest
+from pixeljury.runs.manifest import environment, iso_now, write_manifest
 from pixeljury.runs.plan import KeyContext, PlannedRow, plan_rows
 from pixeljury.runs.progress import RunProgress
 from pixeljury.runs.store import ResultRecord, ResultStore
@@ -280,8 +280,8 @@ def _manifest(config: JudgeConfig, engine: Engine, prep: _Prepared, out: Path) -
         **environment(),
         "protocol": {"id": qjudger.PROTOCOL_ID, "version": qjudger.PROTOCOL_VERSION},
         "config": config.describe(),
-        "input_sha256": file_sha256(config.input),
-        "metadata_sha256": file_sha256(config.metadata) if config.metadata else None,
+        "input_sha256": sha256_file(config.input),
+        "metadata_sha256": sha256_file(config.metadata) if config.metadata else None,
         "rubric": prep.rubric.summary(),
         "judge": engine.describe(),
         "constrained": config.params.json_schema_constrained,

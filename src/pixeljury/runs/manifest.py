@@ -11,7 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pixeljury.data.images import sha256_file as file_sha256
 
 MANIFEST_NAME = "manifest.json"
 
