@@ -7,7 +7,6 @@ become scores.
 
 from __future__ import annotations
 
-import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
@@ -32,7 +31,6 @@ from pixeljury.runs.plan import KeyContext, PlannedRow, plan_rows
 from pixeljury.runs.progress import RunProgress
 from pixeljury.runs.store import ResultRecord, ResultStore
 
-log = logging.getLogger("pixeljury")
 
 
 @dataclass
