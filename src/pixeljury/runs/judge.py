@@ -32,7 +32,6 @@ from pixeljury.runs.progress import RunProgress
 from pixeljury.runs.store import ResultRecord, ResultStore
 
 
-
 @dataclass
 class JudgeConfig:
     input: Path
