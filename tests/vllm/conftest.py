@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from judge_fixtures import MAX_MODEL_LEN  # noqa: E402 - plain module beside this conftest
+from judge_fixtures import DTYPE, MAX_MODEL_LEN  # noqa: E402 - plain module beside this conftest
 from pixeljury.testing.fake_openai import free_port
 
 
@@ -95,7 +95,7 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         "--served-model-name", SERVED_MODEL_NAME,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--dtype", "bfloat16",
+        "--dtype", DTYPE,
         "--enforce-eager",
         "--max-model-len", str(MAX_MODEL_LEN),
         "--limit-mm-per-prompt", json.dumps({"image": 1, "video": 0}),

@@ -17,6 +17,10 @@ from pixeljury.rubric.taxonomy import L1_NAMES
 THINKING_BUDGET = 24
 MIN_NEW_TOKENS = THINKING_BUDGET + 1
 MAX_MODEL_LEN = 4096
+# A random model's logits are small and close together, so greedy decoding meets near-ties often.
+# In bfloat16 the rounding differs with batch composition (server and offline batch differently)
+# and flips such ties; float32's error is far below the typical gap, so both paths decode alike.
+DTYPE = "float32"
 
 
 def noise_image(seed: int, size: int = 128) -> Image.Image:

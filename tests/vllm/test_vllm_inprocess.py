@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from judge_fixtures import MAX_MODEL_LEN, MIN_NEW_TOKENS, THINKING_BUDGET, dimension_of, judge_requests, noise_image
+from judge_fixtures import DTYPE, MAX_MODEL_LEN, MIN_NEW_TOKENS, THINKING_BUDGET, dimension_of, judge_requests, noise_image
 from pixeljury.engines.base import GenerationParams
 from pixeljury.engines.vllm_engine import VLLMEngine
 from pixeljury.protocols.qjudger import build_request, parse
@@ -24,7 +24,7 @@ CONSTRAINED = GenerationParams(max_new_tokens=1500, json_schema_constrained=True
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Iterator[VLLMEngine]:
     with VLLMEngine(
-        str(tiny_model_dir), dtype="bfloat16", enforce_eager=True, max_model_len=MAX_MODEL_LEN,
+        str(tiny_model_dir), dtype=DTYPE, enforce_eager=True, max_model_len=MAX_MODEL_LEN,
         min_new_tokens=MIN_NEW_TOKENS,
     ) as vllm_engine:
         yield vllm_engine
