@@ -32,7 +32,7 @@ def judge(
     endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for --engine openai."),
     api_key: Optional[str] = typer.Option(None, envvar="PIXELJURY_API_KEY", help="API key for --engine openai."),
     replay_file: Optional[Path] = typer.Option(None, help="Recorded answers for --engine replay."),
-    batch_size: int = typer.Option(4, min=1, help="Requests per engine call."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Requests per engine call. Default: the engine's own (transformers 4, vllm 128, openai 64)."),
     max_new_tokens: int = typer.Option(4096, min=1, help="Generation limit (official: 4096)."),
     dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1..."),
@@ -62,9 +62,10 @@ def judge(
         input=input, out=out, metadata=metadata, rubric=rubric, rubric_file=rubric_file,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], keep_aspect=keep_aspect, params=params,
         batch_size=batch_size, retries=retries, quiet=quiet,
+        export_formats=tuple(f.strip() for f in export.split(",") if f.strip()),
     )
     spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype, device=device,
-                      batch_size=batch_size, endpoint=endpoint, api_key=api_key,
+                      batch_size=batch_size or EngineSpec.batch_size, endpoint=endpoint, api_key=api_key,
                       replay_file=None if replay_file is None else str(replay_file))
     console = Console(stderr=True, quiet=quiet)
     try:
@@ -79,13 +80,10 @@ def judge(
     except (InputError, RubricError, MetadataError, EngineUnavailable, RunLocked, ValueError) as exc:
         _fail(str(exc))
         return
-    if export:
-        from pixeljury.runs.exports import write_run_outputs
-        from pixeljury.runs.store import ResultStore
-
-        with ResultStore.in_dir(out) as store:
-            summary.outputs.update(write_run_outputs(out, store, ("jsonl",) + tuple(f.strip() for f in export.split(",") if f.strip())))
     _print_summary(summary, console)
+    if not summary.complete:
+        # Results that exist are kept and exported; exit 1 tells scripts that some are missing.
+        raise typer.Exit(1)
 
 
 def _print_summary(summary, console: Console) -> None:
@@ -101,6 +99,11 @@ def _print_summary(summary, console: Console) -> None:
             typer.echo(f"  {b['model']}: total {total} over {b['n_images_scored']}/{b['n_images']} images, "
                        f"parse failures {fails}{'' if b['comparable'] else '  [not benchmark-comparable]'}")
     typer.echo(f"outputs in {summary.run_dir}/: per_image.jsonl, bench/, summary.csv, manifest.json")
+    if summary.stopped:
+        typer.echo(f"run stopped early: {summary.stopped}; rerun the same command to continue")
+    elif summary.failed:
+        typer.echo(f"{summary.failed} requests have no result (see the errors in per_image.jsonl); "
+                   "rerun the same command to retry them")
 
 
 def export(

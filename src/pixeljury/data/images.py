@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 PARITY_LONG_SIDE = 1024
-DEFAULT_MAX_PIXELS = 16384 * 16384  # above this an image is refused as a decompression bomb
+# Above this many pixels an image is refused as a decompression bomb. None: Pillow's own limit,
+# Image.MAX_IMAGE_PIXELS (about 89.5 million pixels, read at call time, so raising it raises ours).
+DEFAULT_MAX_PIXELS: int | None = None
 
 
 class ImageLoadError(ValueError):
@@ -78,7 +79,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
+def open_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
     """Open and fully decode one image, refusing bombs before decoding. Raises :class:`ImageLoadError`."""
     if not path.exists():
         raise ImageLoadError(f"image file {path} does not exist")
@@ -86,30 +87,33 @@ def open_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Ima
         raise ImageLoadError(f"image path {path} is not a file")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data))  # reads the header only; the format comes from the bytes
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    f"image {path} claims {width}x{height} pixels (over {max_pixels:,}): refused as a decompression bomb"
-                )
-            img.load()
-        except ImageLoadError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageLoadError(f"image {path} refused as a decompression bomb: {exc}") from None
-        except UnidentifiedImageError:
-            raise ImageLoadError(f"image {path} is not an image format Pillow can read") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageLoadError(f"image {path} is corrupt or truncated: {exc}") from None
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        # Image.open reads the header only; the format comes from the bytes, not the file name.
+        # Pillow itself warns above MAX_IMAGE_PIXELS and refuses twice that; our own check below
+        # refuses above ``limit`` before any pixel is decoded. (No warnings filter here: changing
+        # filters is not thread-safe, and images are decoded on several threads.)
+        img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        if limit and width * height > limit:
+            raise ImageLoadError(
+                f"image {path} claims {width}x{height} pixels (over {limit:,}): refused as a decompression bomb"
+            )
+        img.load()
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"image {path} refused as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"image {path} is not an image format Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"image {path} is corrupt or truncated: {exc}") from None
     info = ImageInfo(digest, img.format, img.mode, width, height)
     return img, info
 
 
 def load_for_judge(
-    path: Path, *, keep_aspect: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: Path, *, keep_aspect: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> tuple[Image.Image, ImageInfo]:
     """Decode, convert to RGB and resize as Q-Judger's official loader does (LANCZOS)."""
     img, info = open_image(path, max_pixels=max_pixels)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -123,9 +124,32 @@ def read_rows(path: str | Path, *, default_model: str | None = None) -> Iterator
     return _rows(records, base, model_default)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any, bad: list[str], name: str) -> Any:
+    """``value`` with unpaired UTF-16 surrogates (JSON escapes such as ``\\ud83d`` alone) replaced by
+    U+FFFD; the names of the fields that held any are added to ``bad``."""
+    if isinstance(value, str):
+        if _LONE_SURROGATE.search(value):
+            bad.append(name)
+            return _LONE_SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {k: _without_surrogates(v, bad, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v, bad, name) for v in value]
+    return value
+
+
 def _rows(records: Iterator[dict[str, Any]], base: Path, model_default: str) -> Iterator[InputRow]:
     for index, rec in enumerate(records):
         errors: list[str] = []
+        bad: list[str] = []
+        rec = {k: _without_surrogates(v, bad, k) for k, v in rec.items()}
+        if bad:
+            errors.append(f"field(s) {', '.join(repr(b) for b in dict.fromkeys(bad))} hold unpaired UTF-16 "
+                          "surrogates (invalid Unicode, e.g. half of an emoji's \\ud83d\\ude00 escape); fix the input")
         prompt = rec.get("prompt")
         if _is_missing(prompt):
             errors.append("empty prompt")

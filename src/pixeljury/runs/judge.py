@@ -24,10 +24,11 @@ from pixeljury.protocols import qjudger
 from pixeljury.protocols.qjudger_schema import dimension_schema
 from pixeljury.rubric import resolve_rubric
 from pixeljury.rubric.taxonomy import L1_NAMES, canonical_l1
+from pixeljury.runs.exports import FORMATS as EXPORT_FORMATS
 from pixeljury.runs.exports import write_run_outputs
 from pixeljury.runs.lock import RunLock
 from pixeljury.runs.manifest import environment, iso_now, write_manifest
-from pixeljury.runs.plan import KeyContext, PlannedRow, plan_rows
+from pixeljury.runs.plan import KeyContext, PlannedRow, RowPlanner
 from pixeljury.runs.progress import RunProgress
 from pixeljury.runs.store import ResultRecord, ResultStore
 
@@ -48,13 +49,15 @@ class JudgeConfig:
     default_model: str | None = None  # generator name for rows without a `model` column
     quiet: bool = False
     loader_threads: int = 4  # background image decoding
+    export_formats: tuple[str, ...] = ()  # besides the standard outputs: csv, parquet, xlsx
+    max_failed_batches: int = 10  # the run stops after this many batches in a row fail (engine down)
 
     def describe(self) -> dict[str, Any]:
         return {
             "input": str(self.input), "out": str(self.out), "metadata": None if self.metadata is None else str(self.metadata),
             "rubric": self.rubric, "rubric_file": None if self.rubric_file is None else str(self.rubric_file),
             "dimensions": self.dimensions, "keep_aspect": self.keep_aspect, "params": self.params.as_dict(),
-            "batch_size": self.batch_size, "retries": self.retries,
+            "batch_size": self.batch_size, "retries": self.retries, "max_failed_batches": self.max_failed_batches,
         }
 
 
@@ -68,6 +71,12 @@ class RunSummary:
     row_errors: int
     duplicates: int
     outputs: dict[str, Path]
+    stopped: str | None = None  # why the run stopped before the end, if it did
+
+    @property
+    def complete(self) -> bool:
+        """Every request the input needs has a result (parse failures count as results)."""
+        return self.stopped is None and self.failed == 0
 
 
 @dataclass
@@ -99,6 +108,9 @@ class _Inputs:
 
 def load_inputs(config: JudgeConfig) -> _Inputs:
     """Everything that can fail for the run as a whole fails here, before a model is loaded."""
+    unknown = sorted(set(config.export_formats) - set(EXPORT_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; choose from {', '.join(EXPORT_FORMATS)}")
     rubric = resolve_rubric(config.rubric, None if config.rubric_file is None else str(config.rubric_file))
     metadata = BenchMetadata.load(config.metadata) if config.metadata else None
     dims = _normalise_dimensions(config.dimensions)
@@ -106,67 +118,132 @@ def load_inputs(config: JudgeConfig) -> _Inputs:
     return _Inputs(rubric, metadata, dims, rows)
 
 
-def plan(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: str,
-         judge_revision: str | None) -> _Prepared:
+def planner(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: str,
+            judge_revision: str | None) -> tuple[RowPlanner, KeyContext]:
     preprocess = "rgb-lanczos-1024-" + ("keep-aspect" if config.keep_aspect else "square")
     ctx = KeyContext(judge_model, judge_revision, inputs.rubric.sha256, config.params, preprocess)
     comparable = inputs.rubric.comparable and not config.keep_aspect and not config.params.json_schema_constrained
-    rows = plan_rows(
+    rows = RowPlanner(
         inputs.rows, store=store, rubric=inputs.rubric, ctx=ctx, metadata=inputs.metadata,
         custom_dimensions=inputs.dimensions, benchmark_comparable=comparable,
     )
-    return _Prepared(inputs.rubric, inputs.metadata, rows, ctx)
+    return rows, ctx
 
 
-def _pending(rows: list[PlannedRow], done: set[str]) -> list[tuple[PlannedRow, str, str]]:
-    """(row, dimension, key) still to compute, each key once, grouped by image in row order."""
-    out, queued = [], set(done)
-    for row in rows:
-        if row.status != "ok":
-            continue
-        for dim, key in row.keys.items():
-            if key not in queued:
-                queued.add(key)
-                out.append((row, dim, key))
-    return out
+def plan(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: str,
+         judge_revision: str | None) -> _Prepared:
+    """Plan every row before anything runs (the dry run; a real run plans while it generates)."""
+    rows, ctx = planner(config, inputs, store, judge_model, judge_revision)
+    return _Prepared(inputs.rubric, inputs.metadata, list(rows), ctx)
 
 
-def _batches(pending: list[tuple[PlannedRow, str, str]], size: int):
-    for i in range(0, len(pending), size):
-        yield pending[i : i + size]
+Work = tuple[PlannedRow, str, str]  # (row, dimension, result key)
+
+
+class _WorkStream:
+    """Turns planned rows into batches of requests still to compute, as the planner yields them.
+
+    Rows are recorded in the store as they are planned (``pixeljury export`` rebuilds outputs from
+    them), each distinct key is queued once, and keys already in the store are counted as reused.
+    ``set_total`` hears the number of requests left to compute, refined as planning goes on.
+    """
+
+    def __init__(self, rows: RowPlanner, store: ResultStore, size: int, console: Console,
+                 set_total: Callable[[int], None]):
+        self.rows, self.store, self.size, self.console, self.set_total = rows, store, size, console, set_total
+        self.planned: list[PlannedRow] = []
+        self.all_keys: set[str] = set()
+        self.reused = 0
+        self.to_compute = rows.upper_bound_requests()  # until planning says otherwise
+
+    def _drop(self, n: int) -> None:
+        if n:
+            self.to_compute -= n
+            self.set_total(self.to_compute)
+
+    def batches(self) -> Iterator[list[Work]]:
+        self.store.clear_rows()
+        # Keys are looked up in the store a chunk at a time: small at first, so the first batch goes
+        # out after a few rows; larger later, so resuming a big run takes few queries.
+        lookup = self.size
+        candidates: list[Work] = []
+        pending: list[Work] = []
+        unsaved: list[PlannedRow] = []
+        for source, row in zip(self.rows.rows, self.rows):
+            self.planned.append(row)
+            unsaved.append(row)
+            _report_row(row, self.console)
+            queued = 0
+            if row.status == "ok":
+                for dim, key in row.keys.items():
+                    if key not in self.all_keys:
+                        self.all_keys.add(key)
+                        candidates.append((row, dim, key))
+                        queued += 1
+            if not source.errors:  # counted in the upper bound
+                self._drop(len(self.rows.dimensions_of(source)) - queued)
+            if len(candidates) >= lookup:
+                pending += self._not_stored(candidates)
+                candidates = []
+                lookup = min(2 * lookup, max(self.size, 1024))
+            if len(pending) >= self.size:
+                self.store.add_rows(r.payload() for r in unsaved)
+                unsaved = []
+                while len(pending) >= self.size:
+                    yield pending[: self.size]
+                    pending = pending[self.size :]
+        pending += self._not_stored(candidates)
+        self.store.add_rows(r.payload() for r in unsaved)
+        for i in range(0, len(pending), self.size):
+            yield pending[i : i + self.size]
+
+    def _not_stored(self, work: list[Work]) -> list[Work]:
+        done = self.store.existing_keys(key for _, _, key in work) if work else set()
+        self.reused += len(done)
+        self._drop(len(done))
+        return [w for w in work if w[2] not in done]
 
 
 class _Runner:
-    def __init__(self, config: JudgeConfig, engine: Engine, store: ResultStore, prep: _Prepared, console: Console):
-        self.config, self.engine, self.store, self.prep, self.console = config, engine, store, prep, console
+    def __init__(self, config: JudgeConfig, engine: Engine, store: ResultStore, rubric: Any, ctx: KeyContext,
+                 console: Console):
+        self.config, self.engine, self.store, self.console = config, engine, store, console
+        self.rubric, self.ctx = rubric, ctx
         self.computed = 0
+        self.failed_in_a_row = 0
+        self.stopped: str | None = None
 
-    def prefetch(self, pool: ThreadPoolExecutor, batch) -> dict[str, Future]:
+    def prefetch(self, pool: ThreadPoolExecutor, batch: list[Work] | None) -> dict[str, Future]:
         """Start decoding a batch's images in the background (PIL releases the GIL while decoding)."""
         futures: dict[str, Future] = {}
-        for row, _, _ in batch:
+        for row, _, _ in batch or ():
             if row.image_sha256 not in futures:
                 futures[row.image_sha256] = pool.submit(load_for_judge, Path(row.image_abspath),
                                                         keep_aspect=self.config.keep_aspect)
         return futures
 
-    def _requests(self, batch, images: dict[str, Future]) -> tuple[list[ChatRequest], list[tuple[PlannedRow, str, str]]]:
+    def _requests(self, batch: list[Work], images: dict[str, Future]) -> tuple[list[ChatRequest], list[Work]]:
         """Requests for a batch; a row whose image fails to load is recorded and left out."""
         requests, kept = [], []
         for row, dim, key in batch:
             try:
-                img, _ = images[row.image_sha256].result()
+                img, info = images[row.image_sha256].result()
             except ImageLoadError as exc:
                 self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row)
                 continue
-            req = qjudger.build_request(self.prep.rubric, row.prompt, dim, img, row.image_sha256, f"{dim}:{key}")
+            if info.sha256 != row.image_sha256:
+                # The file was rewritten after it was hashed: its result must not go under the old key.
+                self.store.record_failure("image", f"row {row.row}: image file {row.image_abspath} changed during "
+                                          "the run; rerun to judge the new file", key=key, row_index=row.row)
+                continue
+            req = qjudger.build_request(self.rubric, row.prompt, dim, img, row.image_sha256, f"{dim}:{key}")
             if self.config.params.json_schema_constrained:
-                req.json_schema = dimension_schema(self.prep.rubric, dim)
+                req.json_schema = dimension_schema(self.rubric, dim)
             requests.append(req)
             kept.append((row, dim, key))
         return requests, kept
 
-    def _generate(self, requests: list[ChatRequest], kept) -> list | None:
+    def _generate(self, requests: list[ChatRequest], kept: list[Work]) -> list | None:
         attempts = 1 + max(0, self.config.retries)
         for attempt in range(1, attempts + 1):
             try:
@@ -174,6 +251,7 @@ class _Runner:
                 if [g.request_id for g in gens] != [r.request_id for r in requests]:
                     raise EngineError(f"engine returned {len(gens)} generations for {len(requests)} requests, "
                                       "or out of order", retryable=False)
+                self.failed_in_a_row = 0
                 return gens
             except EngineError as exc:
                 reason, retryable = str(exc), exc.retryable
@@ -186,11 +264,28 @@ class _Runner:
                 for row, dim, key in kept:
                     self.store.record_failure("engine", f"row {row.row} {dim}: {reason}", key=key, row_index=row.row,
                                               attempts=attempt)
+                self.failed_in_a_row += 1
+                if not retryable:
+                    # e.g. refused credentials or an unknown model: every later batch would fail the same way
+                    self.stopped = f"the engine refused a batch with an error that retrying cannot fix: {reason}"
+                elif self.failed_in_a_row >= self.config.max_failed_batches:
+                    self.stopped = f"{self.failed_in_a_row} batches in a row failed; last error: {reason}"
                 return None
             time.sleep(self.config.retry_wait * attempt)
         return None
 
-    def run_batch(self, batch, images: dict[str, Future], progress: RunProgress) -> None:
+    def _record(self, row: PlannedRow, dim: str, key: str, gen: Any) -> ResultRecord:
+        result = qjudger.parse(gen, dim)
+        return ResultRecord(
+            key=key, protocol=qjudger.PROTOCOL_ID, dimension=dim,
+            key_fields=self.ctx.key_fields(row.image_sha256, row.prompt, dim),  # type: ignore[arg-type]
+            status=result.status, image_sha256=row.image_sha256, prompt=row.prompt,
+            model_id=self.engine.model_id, raw_text=gen.text, reasoning=gen.reasoning,
+            parsed=result.as_dict(), finish_reason=gen.finish_reason, prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens, seconds=gen.seconds, error=result.error,
+        )
+
+    def run_batch(self, batch: list[Work], images: dict[str, Future], progress: RunProgress) -> None:
         requests, kept = self._requests(batch, images)
         failed_images = len(batch) - len(kept)
         gens = self._generate(requests, kept) if requests else []
@@ -203,17 +298,17 @@ class _Runner:
                 errors += 1
                 self.store.record_failure("engine", f"row {row.row} {dim}: {gen.error}", key=key, row_index=row.row)
                 continue
-            result = qjudger.parse(gen, dim)
-            parse_failures += result.status == "parse_failure"
+            try:
+                record = self._record(row, dim, key, gen)
+            except Exception as exc:  # noqa: BLE001 - a parser bug on one answer must not lose the batch
+                errors += 1
+                self.store.record_failure("parse", f"row {row.row} {dim}: pixeljury could not process the answer "
+                                          f"({type(exc).__name__}: {exc}); please report this", key=key,
+                                          row_index=row.row)
+                continue
+            parse_failures += record.status == "parse_failure"
             tokens += gen.completion_tokens or 0
-            records.append(ResultRecord(
-                key=key, protocol=qjudger.PROTOCOL_ID, dimension=dim,
-                key_fields=self.prep.ctx.key_fields(row.image_sha256, row.prompt, dim),
-                status=result.status, image_sha256=row.image_sha256, prompt=row.prompt,
-                model_id=self.engine.model_id, raw_text=gen.text, reasoning=gen.reasoning,
-                parsed=result.as_dict(), finish_reason=gen.finish_reason, prompt_tokens=gen.prompt_tokens,
-                completion_tokens=gen.completion_tokens, seconds=gen.seconds, error=result.error,
-            ))
+            records.append(record)
         self.store.put_many(records)  # committed now: a crash after this line loses nothing
         self.computed += len(records)
         progress.advance(len(batch), tokens=tokens, images={r.image_sha256 for r, _, _ in kept},
@@ -221,7 +316,11 @@ class _Runner:
 
 
 def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, console: Console | None = None) -> RunSummary:
-    """Judge ``config.input`` into ``config.out``; resumes from whatever the directory already holds."""
+    """Judge ``config.input`` into ``config.out``; resumes from whatever the directory already holds.
+
+    Rows are planned (image files hashed) while the engine generates, so the first requests go out
+    as soon as the first rows are known.
+    """
     console = console or Console(stderr=True, quiet=config.quiet)
     out = Path(config.out)
     with RunLock(out):
@@ -230,60 +329,70 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
         try:
             engine = engine_factory()
             with engine:
-                prep = plan(config, inputs, store, engine.model_id, engine.revision)
-                store.replace_rows(r.payload() for r in prep.rows)
-                all_keys = {k for r in prep.rows if r.status == "ok" for k in r.keys.values()}
-                done = store.existing_keys(all_keys)
-                pending = _pending(prep.rows, done)
-                manifest = _manifest(config, engine, prep, out)
-                manifest.update(requests=len(all_keys), reused=len(done), to_compute=len(pending))
+                rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
+                stored = store.count()
+                manifest = _manifest(config, engine, inputs.rubric, ctx, len(rows.rows), out)
                 write_manifest(out, manifest)
-                _report_rows(prep.rows, console)
-                if done:
-                    console.print(f"resuming: {len(done)} of {len(all_keys)} requests already in {out}")
-                runner = _Runner(config, engine, store, prep, console)
+                if stored:
+                    console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
+                runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
                 size = config.batch_size or engine.preferred_batch_size
-                batches = list(_batches(pending, size))
-                # Images of the next batch are decoded while the engine works on this one; at most
-                # two batches of images are in memory at a time.
-                with RunProgress(len(pending), quiet=config.quiet, console=console) as progress, \
+                with RunProgress(rows.upper_bound_requests(), quiet=config.quiet, console=console) as progress, \
                         ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
-                    ahead = runner.prefetch(pool, batches[0]) if batches else {}
-                    for i, batch in enumerate(batches):
-                        current = ahead
-                        ahead = runner.prefetch(pool, batches[i + 1]) if i + 1 < len(batches) else {}
-                        runner.run_batch(batch, current, progress)
-                failed = len(all_keys - store.existing_keys(all_keys))
-                manifest.update(finished_at=iso_now(), computed=runner.computed, failed_requests=failed)
+                    work = _WorkStream(rows, store, size, console, set_total=progress.set_total)
+                    batches = work.batches()
+                    # Images of the next batch are decoded while the engine works on this one; at most
+                    # two batches of images are in memory at a time.
+                    current = next(batches, None)
+                    images = runner.prefetch(pool, current)
+                    while current is not None and runner.stopped is None:
+                        following = next(batches, None)
+                        ahead = runner.prefetch(pool, following)
+                        runner.run_batch(current, images, progress)
+                        current, images = following, ahead
+                    if runner.stopped is not None:
+                        for image in images.values():
+                            image.cancel()
+                        console.print(f"[bold red]run stopped:[/] {runner.stopped}. Finished results are kept; "
+                                      "rerun the same command to continue.")
+                        for _ in batches:  # finish planning, so the outputs list every row
+                            pass
+                        batches.close()
+                failed = len(work.all_keys - store.existing_keys(work.all_keys))
+                manifest.update(
+                    finished_at=iso_now(), requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
+                    failed_requests=failed, stopped=runner.stopped,
+                )
                 write_manifest(out, manifest)
-            outputs = write_run_outputs(out, store)
+            outputs = write_run_outputs(out, store, ("jsonl",) + tuple(config.export_formats))
         finally:
             store.close()
-    return RunSummary(out, len(all_keys), len(done), runner.computed, failed,
-                      sum(r.status == "row_error" for r in prep.rows), sum(r.status == "duplicate" for r in prep.rows),
-                      outputs)
+    planned = work.planned
+    return RunSummary(out, len(work.all_keys), work.reused, runner.computed, failed,
+                      sum(r.status == "row_error" for r in planned), sum(r.status == "duplicate" for r in planned),
+                      outputs, runner.stopped)
 
 
-def _report_rows(rows: list[PlannedRow], console: Console) -> None:
-    for r in rows:
-        if r.status == "row_error":
-            console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
-        elif r.status == "duplicate":
-            console.print(f"[yellow]row {r.row}: {'; '.join(r.errors)}")
+def _report_row(r: PlannedRow, console: Console) -> None:
+    if r.status == "row_error":
+        console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
+    elif r.status == "duplicate":
+        console.print(f"[yellow]row {r.row}: {'; '.join(r.errors)}")
 
 
-def _manifest(config: JudgeConfig, engine: Engine, prep: _Prepared, out: Path) -> dict[str, Any]:
+def _manifest(config: JudgeConfig, engine: Engine, rubric: Any, ctx: KeyContext, rows: int,
+              out: Path) -> dict[str, Any]:
     return {
         **environment(),
         "protocol": {"id": qjudger.PROTOCOL_ID, "version": qjudger.PROTOCOL_VERSION},
         "config": config.describe(),
         "input_sha256": sha256_file(config.input),
         "metadata_sha256": sha256_file(config.metadata) if config.metadata else None,
-        "rubric": prep.rubric.summary(),
+        "rubric": rubric.summary(),
         "judge": engine.describe(),
         "constrained": config.params.json_schema_constrained,
-        "preprocess": prep.ctx.preprocess,
-        "rows": len(prep.rows),
+        "preprocess": ctx.preprocess,
+        "rows": rows,
         "started_at": iso_now(),
         "finished_at": None,
         "run_dir": str(out.resolve()),

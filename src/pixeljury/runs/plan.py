@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -65,54 +65,150 @@ class KeyContext:
         }
 
 
-def _try_hash(path: Path) -> str | None:
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None  # sha256() reads it again and reports the error against its row
+def _stat_and_hash(path: Path) -> tuple[int, int, str]:
+    """(size, mtime_ns, sha256) of a file; runs in the hashing threads (hashlib releases the GIL)."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, sha256_file(path)
 
 
-class _HashCache:
-    """sha256 of image files, reusing the store's (path, size, mtime) cache across runs."""
+class RowPlanner:
+    """Plans input rows one at a time, in input order, while a thread pool hashes image files ahead.
 
-    def __init__(self, store: ResultStore):
-        self.store = store
-        self.known = store.cached_hashes()
-        self.fresh: list[tuple[str, int, int, str]] = []
+    Iterating yields :class:`PlannedRow` objects as soon as each row's hash is known, so a run can
+    start generating on the first rows while later files are still being read: on a first run over
+    a large input, hashing every file before the first request would keep the judge idle for minutes.
+    Hashes are cached in the store by (path, size, mtime), so a rerun stats files instead of reading them.
+    Nothing here raises for one bad row: its problems stay in the row's ``errors``.
+    """
 
-    def sha256(self, path: Path) -> str:
-        st = os.stat(path)
-        key = str(path)
-        hit = self.known.get(key)
+    def __init__(
+        self,
+        rows: Iterable[InputRow],
+        *,
+        store: ResultStore,
+        rubric: Rubric,
+        ctx: KeyContext,
+        metadata: BenchMetadata | None,
+        custom_dimensions: list[str],
+        benchmark_comparable: bool,
+        threads: int | None = None,
+        lookahead: int = 512,
+    ):
+        self.rows = list(rows)
+        self.store, self.rubric, self.ctx, self.metadata = store, rubric, ctx, metadata
+        self.custom_dimensions = list(custom_dimensions)
+        self.benchmark_comparable = benchmark_comparable
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.lookahead = max(1, lookahead)
+        self._known = store.cached_hashes()  # path -> (size, mtime_ns, sha256)
+        self._fresh: list[tuple[str, int, int, str]] = []
+
+    def dimensions_of(self, r: InputRow) -> list[str]:
+        if r.bench_id is None:
+            return list(self.custom_dimensions)
+        if self.metadata is None or r.bench_id not in self.metadata:
+            return []
+        return self.metadata.dimensions(r.bench_id)
+
+    def upper_bound_requests(self) -> int:
+        """Requests the run needs at most (before duplicates, unreadable files and stored results)."""
+        return sum(len(self.dimensions_of(r)) for r in self.rows if not r.errors)
+
+    def _cached(self, path: Path) -> str | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        hit = self._known.get(str(path))
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return hit[2]
-        digest = sha256_file(path)
-        self.known[key] = (st.st_size, st.st_mtime_ns, digest)
-        self.fresh.append((key, st.st_size, st.st_mtime_ns, digest))
+        return None
+
+    def __iter__(self) -> Iterator[PlannedRow]:
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pixeljury-hash")
+        hashes: dict[int, Future | str] = {}  # row position -> digest, or the future computing it
+        submitted = 0
+        seen: dict[tuple, int] = {}
+        try:
+            for pos, r in enumerate(self.rows):
+                # Keep the pool `lookahead` rows ahead of the row being planned.
+                while submitted < min(len(self.rows), pos + self.lookahead):
+                    ahead = self.rows[submitted]
+                    if ahead.image_path is not None and not ahead.errors:
+                        cached = self._cached(ahead.image_path)
+                        hashes[submitted] = cached if cached is not None else pool.submit(_stat_and_hash, ahead.image_path)
+                    submitted += 1
+                yield self._plan_one(r, hashes.pop(pos, None), seen)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.flush()
+
+    def _image_hash(self, r: InputRow, pending: Future | str | None, errors: list[str]) -> str | None:
+        path = r.image_path
+        assert path is not None
+        if not path.exists():
+            errors.append(f"image file {path} does not exist")
+            return None
+        if not path.is_file():
+            errors.append(f"image path {path} is not a file")
+            return None
+        try:
+            if isinstance(pending, str):
+                return pending
+            if pending is None:  # not hashed ahead (e.g. created since): hash it now
+                size, mtime, digest = _stat_and_hash(path)
+            else:
+                size, mtime, digest = pending.result()
+        except OSError as exc:
+            errors.append(f"image file {path} cannot be read: {exc}")
+            return None
+        self._known[str(path)] = (size, mtime, digest)
+        self._fresh.append((str(path), size, mtime, digest))
         return digest
 
-    def prefetch(self, paths: list[Path], threads: int = 4) -> None:
-        """Hash files not in the cache in parallel (hashlib releases the GIL on large reads)."""
-        todo = []
-        for p in dict.fromkeys(paths):
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue  # reported per row by sha256()
-            hit = self.known.get(str(p))
-            if not (hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns):
-                todo.append(p)
-        if len(todo) > 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                for p, digest in zip(todo, pool.map(_try_hash, todo)):
-                    if digest is not None:
-                        st = os.stat(p)
-                        self.known[str(p)] = (st.st_size, st.st_mtime_ns, digest)
-                        self.fresh.append((str(p), st.st_size, st.st_mtime_ns, digest))
+    def _plan_one(self, r: InputRow, pending: Future | str | None, seen: dict[tuple, int]) -> PlannedRow:
+        errors = list(r.errors)
+        sha = self._image_hash(r, pending, errors) if r.image_path is not None else None
+        if r.bench_id is not None and self.metadata is None:
+            errors.append(f"row has benchmark ID {r.bench_id} but no --metadata file was given")
+        elif r.bench_id is not None and r.bench_id not in self.metadata:  # type: ignore[operator]
+            errors.append(f"ID {r.bench_id} is not in the benchmark metadata ({self.metadata.origin})")  # type: ignore[union-attr]
+        dims = self.dimensions_of(r)
+        unknown_dims = [d for d in dims if d not in self.rubric.checklists]
+        if unknown_dims:
+            errors.append(f"dimension(s) {unknown_dims} have no checklist in the rubric")
+        raw_path = r.fields.get("image_path")
+        row = PlannedRow(
+            row=r.index,
+            model=r.model,
+            ID=r.bench_id,
+            prompt=r.prompt,
+            image_path=None if raw_path is None else str(raw_path),
+            image_abspath=None if r.image_path is None else str(r.image_path),
+            image_sha256=sha,
+            comparable=self.benchmark_comparable and r.bench_id is not None,
+            status="ok",
+            errors=errors,
+            input=r.fields,
+        )
+        if errors:
+            row.status = "row_error"
+            return row
+        ident = (r.model, sha, r.prompt, r.bench_id)
+        if ident in seen:
+            row.status = "duplicate"
+            row.errors.append(f"duplicate of row {seen[ident]} (same model, image and prompt); counted once")
+        else:
+            seen[ident] = r.index
+        row.dimensions = dims
+        row.keys = {d: result_key(self.ctx.key_fields(sha, r.prompt, d)) for d in dims}  # type: ignore[arg-type]
+        return row
 
     def flush(self) -> None:
-        self.store.save_hashes(self.fresh)
-        self.fresh = []
+        """Save newly computed file hashes in the store's cache (also done when iteration ends)."""
+        if self._fresh:
+            self.store.save_hashes(self._fresh)
+            self._fresh = []
 
 
 def plan_rows(
@@ -125,64 +221,6 @@ def plan_rows(
     custom_dimensions: list[str],
     benchmark_comparable: bool,
 ) -> list[PlannedRow]:
-    """Plan every row. Problems stay with their row; nothing here raises for one bad row."""
-    hashes = _HashCache(store)
-    rows = list(rows)
-    hashes.prefetch([r.image_path for r in rows if r.image_path is not None and not r.errors])
-    seen: dict[tuple, int] = {}
-    planned: list[PlannedRow] = []
-    for r in rows:
-        errors = list(r.errors)
-        sha = None
-        if r.image_path is not None:
-            if not r.image_path.exists():
-                errors.append(f"image file {r.image_path} does not exist")
-            elif not r.image_path.is_file():
-                errors.append(f"image path {r.image_path} is not a file")
-            else:
-                try:
-                    sha = hashes.sha256(r.image_path)
-                except OSError as exc:
-                    errors.append(f"image file {r.image_path} cannot be read: {exc}")
-        if r.bench_id is not None:
-            if metadata is None:
-                errors.append(f"row has benchmark ID {r.bench_id} but no --metadata file was given")
-                dims: list[str] = []
-            elif r.bench_id not in metadata:
-                errors.append(f"ID {r.bench_id} is not in the benchmark metadata ({metadata.origin})")
-                dims = []
-            else:
-                dims = metadata.dimensions(r.bench_id)
-        else:
-            dims = list(custom_dimensions)
-        unknown_dims = [d for d in dims if d not in rubric.checklists]
-        if unknown_dims:
-            errors.append(f"dimension(s) {unknown_dims} have no checklist in the rubric")
-        raw_path = r.fields.get("image_path")
-        row = PlannedRow(
-            row=r.index,
-            model=r.model,
-            ID=r.bench_id,
-            prompt=r.prompt,
-            image_path=None if raw_path is None else str(raw_path),
-            image_abspath=None if r.image_path is None else str(r.image_path),
-            image_sha256=sha,
-            comparable=benchmark_comparable and r.bench_id is not None,
-            status="ok",
-            errors=errors,
-            input=r.fields,
-        )
-        if errors:
-            row.status = "row_error"
-        else:
-            ident = (r.model, sha, r.prompt, r.bench_id)
-            if ident in seen:
-                row.status = "duplicate"
-                row.errors.append(f"duplicate of row {seen[ident]} (same model, image and prompt); counted once")
-            else:
-                seen[ident] = r.index
-            row.dimensions = dims
-            row.keys = {d: result_key(ctx.key_fields(sha, r.prompt, d)) for d in dims}  # type: ignore[arg-type]
-        planned.append(row)
-    hashes.flush()
-    return planned
+    """Plan every row at once (see :class:`RowPlanner` for planning while a run goes on)."""
+    return list(RowPlanner(rows, store=store, rubric=rubric, ctx=ctx, metadata=metadata,
+                           custom_dimensions=custom_dimensions, benchmark_comparable=benchmark_comparable))

@@ -19,7 +19,7 @@ class RunProgress:
         self.parse_failures = 0
         self.errors = 0
         self._progress: Progress | None = None
-        if not quiet and total:
+        if not quiet:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -41,6 +41,12 @@ class RunProgress:
     def __exit__(self, *exc: object) -> None:
         if self._progress:
             self._progress.stop()
+
+    def set_total(self, total: int) -> None:
+        """The number of requests to compute, once planning knows it better."""
+        self.total = total
+        if self._progress:
+            self._progress.update(self._task, total=total)
 
     def advance(self, n: int, *, tokens: int = 0, images: set[str] | None = None, parse_failures: int = 0,
                 errors: int = 0) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -63,10 +64,26 @@ CREATE TABLE IF NOT EXISTS rows (
 """
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable_text(text: str | None) -> str | None:
+    """``text`` as UTF-8 can hold it. A server's JSON may carry ``\\ud800``-style escapes that decode
+    to unpaired surrogates, which no UTF-8 writer (SQLite, the JSONL exports) accepts: each becomes
+    U+FFFD, the replacement character, instead of failing the commit of a whole batch."""
+    if text is None or not _LONE_SURROGATE.search(text):
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _json(obj: Any, **kw: Any) -> str:
+    return storable_text(json.dumps(obj, ensure_ascii=False, **kw))  # type: ignore[return-value]
+
+
 def result_key(fields: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the key fields (sorted keys, no whitespace)."""
     blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -133,10 +150,10 @@ class ResultStore:
         """Commit results at once (one transaction). A key already present is left as it was."""
         rows = [
             (
-                r.key, r.protocol, r.dimension, r.image_sha256, r.prompt, r.model_id,
-                json.dumps(r.key_fields, sort_keys=True, ensure_ascii=False, default=str), r.status, r.raw_text,
-                r.reasoning, None if r.parsed is None else json.dumps(r.parsed, ensure_ascii=False),
-                r.finish_reason, r.prompt_tokens, r.completion_tokens, r.seconds, r.error, r.created_at,
+                r.key, r.protocol, r.dimension, r.image_sha256, storable_text(r.prompt), r.model_id,
+                _json(r.key_fields, sort_keys=True, default=str), r.status, storable_text(r.raw_text),
+                storable_text(r.reasoning), None if r.parsed is None else _json(r.parsed),
+                r.finish_reason, r.prompt_tokens, r.completion_tokens, r.seconds, storable_text(r.error), r.created_at,
             )
             for r in records
         ]
@@ -204,11 +221,20 @@ class ResultStore:
 
     # -- the row plan of the latest run (lets `export` rebuild outputs without the input) --------
     def replace_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        data = [(r["row"], json.dumps(r, ensure_ascii=False, default=str)) for r in rows]
+        self.clear_rows()
+        self.add_rows(rows)
+
+    def clear_rows(self) -> None:
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute("DELETE FROM rows")
-            self._conn.executemany("INSERT INTO rows(row_index, payload) VALUES (?, ?)", data)
+
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        data = [(r["row"], _json(r, default=str)) for r in rows]
+        if data:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("INSERT OR REPLACE INTO rows(row_index, payload) VALUES (?, ?)", data)
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         for (payload,) in self._conn.execute("SELECT payload FROM rows ORDER BY row_index"):
@@ -230,7 +256,7 @@ class ResultStore:
         with self._conn:
             self._conn.execute(
                 "INSERT INTO failures(key, row_index, stage, message, attempts, created_at) VALUES (?,?,?,?,?,?)",
-                (key, row_index, stage, message, attempts, time.time()),
+                (key, row_index, stage, storable_text(message), attempts, time.time()),
             )
 
     def failures(self) -> list[dict[str, Any]]:
