@@ -1,15 +1,20 @@
 """How engines record which judge produced a result: model id + weights revision.
 
 Results are reused only when both match, so a changed checkpoint must change the revision and the
-same checkpoint named differently (relative or absolute path, a copy) must not.
+same checkpoint named differently (relative or absolute path, a copy) must not. No vLLM needed: a
+fake ``vllm`` module stands in for it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +140,98 @@ def test_transformers_engine_resolve_weights_uses_the_same_rule(tmp_path: Path, 
     snapshot = checkpoint(tmp_path / "hub" / "snapshots" / COMMIT)
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda model, revision=None: str(snapshot))
     assert hf.resolve_weights("org/judge", None, "hf") == (str(snapshot), COMMIT)
+
+
+# --- VLLMEngine with a fake vLLM ------------------------------------------------------------------
+
+
+class FakeLLM:
+    instances: list["FakeLLM"] = []
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+        FakeLLM.instances.append(self)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch) -> type[FakeLLM]:
+    module = types.ModuleType("vllm")
+    module.LLM = FakeLLM  # type: ignore[attr-defined]
+    module.__version__ = "0.0-fake"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.delenv("VLLM_USE_MODELSCOPE", raising=False)
+    FakeLLM.instances = []
+    return FakeLLM
+
+
+def test_vllm_engine_keys_a_local_directory_like_the_transformers_engine(tmp_path, monkeypatch, fake_vllm) -> None:
+    from pixeljury.engines.vllm_engine import VLLMEngine
+
+    ckpt = checkpoint(tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    relative, absolute = VLLMEngine("./ckpt"), VLLMEngine(str(ckpt))
+    assert (relative.model_id, relative.revision) == (absolute.model_id, absolute.revision)
+    assert (relative.model_id, relative.revision) == judge_identity(str(ckpt), None)
+    assert relative.revision == local_revision(ckpt)
+    assert fake_vllm.instances[0].settings["model"] == str(ckpt)  # vLLM loads the very same folder
+    (ckpt / "model.safetensors").write_bytes(b"\x07" * 4096)  # new weights in place
+    assert VLLMEngine("./ckpt").revision != relative.revision
+
+
+def test_vllm_engine_records_the_cached_commit_of_a_hub_model(tmp_path, monkeypatch, fake_vllm) -> None:
+    import huggingface_hub.constants
+
+    from pixeljury.engines.vllm_engine import VLLMEngine
+
+    cache = hub_cache(tmp_path / "hub", "org/judge", {"main": COMMIT, "v2": OTHER_COMMIT})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+
+    engine = VLLMEngine("org/judge")
+    assert (engine.model_id, engine.revision) == ("org/judge", COMMIT)
+    assert fake_vllm.instances[-1].settings["model"] == "org/judge"
+    assert fake_vllm.instances[-1].settings["revision"] is None
+
+    pinned = VLLMEngine("org/judge", revision="v2")
+    assert fake_vllm.instances[-1].settings["revision"] == "v2"  # vLLM loads what was asked for
+    assert pinned.revision == OTHER_COMMIT  # and the commit that is is recorded
+    assert pinned.describe()["revision"] == OTHER_COMMIT
+
+
+def test_vllm_engine_looks_in_its_download_dir_first(tmp_path, monkeypatch, fake_vllm) -> None:
+    import huggingface_hub.constants
+
+    from pixeljury.engines.vllm_engine import VLLMEngine
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    cache = hub_cache(tmp_path / "downloads", "org/judge", {"main": COMMIT})
+    engine = VLLMEngine("org/judge", download_dir=str(cache))
+    assert engine.revision == COMMIT and fake_vllm.instances[-1].settings["download_dir"] == str(cache)
+
+
+def test_vllm_engine_warns_when_no_revision_can_be_found(tmp_path, monkeypatch, fake_vllm, caplog) -> None:
+    import huggingface_hub.constants
+
+    from pixeljury.engines.vllm_engine import VLLMEngine
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pixeljury.engines.vllm_engine"):
+        engine = VLLMEngine("org/unknown")
+    assert (engine.model_id, engine.revision) == ("org/unknown", None)
+    assert "pass --revision" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pixeljury.engines.vllm_engine"):
+        assert VLLMEngine("org/unknown", revision="v9").revision == "v9"
+    assert caplog.text == ""
+
+
+def test_vllm_engine_module_imports_no_torch_or_transformers() -> None:
+    import subprocess
+
+    code = ("import sys; import pixeljury.engines.vllm_engine; "
+            "print([m for m in ('torch', 'transformers', 'vllm') if m in sys.modules])")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
