@@ -112,31 +112,82 @@ def generation_from_response(request_id: str, body: Any, seconds: float | None =
 
     The answer comes in one of two forms: thinking inline in ``content`` (server without a reasoning
     parser), or thinking apart in ``reasoning`` (vLLM >= 0.11) / ``reasoning_content`` (SGLang,
-    LMDeploy, older vLLM). A body that is not a completion is a recorded error, never a score.
+    LMDeploy, older vLLM). A body that is not a completion is a recorded error naming what is wrong
+    with it, never a score and never an exception that would cost the rest of the batch.
     """
-    try:
-        choice = body["choices"][0]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        return error_generation(request_id, f"response is not a chat completion: {str(body)[:200]!r}", seconds)
+    problem, choice, message = _completion_parts(body)
+    if problem is not None:
+        return error_generation(
+            request_id, f"response is not a chat completion: {problem}: {_excerpt(body)}", seconds
+        )
+    assert choice is not None and message is not None
     content = message.get("content")
     reasoning = message.get("reasoning")
     if reasoning is None:
         reasoning = message.get("reasoning_content")
+    for field_name, value in (("content", content), ("reasoning", reasoning)):
+        if value is not None and not isinstance(value, str):
+            return error_generation(
+                request_id,
+                f"response is not a chat completion: choices[0].message.{field_name} is "
+                f"{_kind(value)}, not a string: {_excerpt(body)}",
+                seconds,
+            )
     if content is None and reasoning is not None:
         # The reasoning parser found no end of thinking: the model never wrote `</think>`. Return
         # the raw text, as the in-process engines do, rather than a `</think>` the model never wrote.
         content, reasoning = reasoning, None
-    usage = body.get("usage") or {}
+    usage = body.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    finish_reason = choice.get("finish_reason")
     return Generation(
         request_id=request_id,
         text=content or "",
-        finish_reason=choice.get("finish_reason") or "unknown",
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
+        finish_reason=finish_reason if isinstance(finish_reason, str) and finish_reason else "unknown",
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
         reasoning=reasoning,
         seconds=seconds,
     )
+
+
+def _completion_parts(body: Any) -> tuple[str | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """``(problem, choices[0], choices[0].message)``; ``problem`` says what is malformed, or is None."""
+    if not isinstance(body, dict):
+        return f"the body is {_kind(body)}, not an object", None, None
+    choices = body.get("choices")
+    if choices is None:
+        return "it has no choices", None, None
+    if not isinstance(choices, list):
+        return f"choices is {_kind(choices)}, not a list", None, None
+    if not choices:
+        return "choices is empty", None, None
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        return f"choices[0] is {_kind(choice)}, not an object", None, None
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return f"choices[0].message is {_kind(message)}, not an object", None, None
+    return None, choice, message
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words."""
+    if value is None:
+        return "null"
+    for types, word in ((bool, "a boolean"), (str, "a string"), ((int, float), "a number"), (list, "a list"),
+                        (dict, "an object")):
+        if isinstance(value, types):
+            return word
+    return type(value).__name__
+
+
+def _excerpt(body: Any) -> str:
+    return repr(str(body)[:200])
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def error_generation(request_id: str, error: str, seconds: float | None = None) -> Generation:
@@ -259,7 +310,12 @@ class OpenAIEngine(Engine):
             if isinstance(outcome, _Failure):
                 results.append(error_generation(request.request_id, outcome.message, seconds))
             else:
-                results.append(generation_from_response(request.request_id, outcome, seconds))
+                try:
+                    results.append(generation_from_response(request.request_id, outcome, seconds))
+                except Exception as exc:  # noqa: BLE001 - a reply of a shape no one foresaw: that request only
+                    results.append(error_generation(
+                        request.request_id, f"could not read the response: {type(exc).__name__}: {exc}", seconds
+                    ))
         failures = [o for o in outcomes if isinstance(o, _Failure)]
         if len(failures) == len(outcomes) and all(f.status in CONFIG_ERROR_STATUSES for f in failures):
             raise EngineError(

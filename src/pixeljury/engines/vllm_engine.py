@@ -8,9 +8,10 @@ multimodal uuid and prefix caching on, the shared system prompt and image are en
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from typing import Any
-
 
 from pixeljury.data.images import to_rgb
 from pixeljury.engines.base import (
@@ -23,6 +24,9 @@ from pixeljury.engines.base import (
     GenerationParams,
     ImagePart,
 )
+from pixeljury.engines.hf import judge_identity, local_model_dir
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'pixeljury[vllm]' (on CPU-only machines: see scripts/setup_vllm_env.sh)"
 # guidance keeps JSON strictly valid with a weak model (xgrammar let control characters into
@@ -106,13 +110,12 @@ class VLLMEngine(Engine):
         except ImportError as exc:
             raise EngineUnavailable(f"the vLLM engine needs vLLM: {INSTALL_HINT} ({exc})") from exc
         self._vllm = vllm
-        self.model_id = model
-        self.revision = revision
+        local = local_model_dir(model)
         self.max_pixels = max_pixels
         # Not part of any protocol: lets tests keep a random model from ending inside its thinking.
         self.min_new_tokens = min_new_tokens
         settings: dict[str, Any] = {
-            "model": model,
+            "model": os.path.abspath(local) if local is not None else model,
             "revision": revision,
             "dtype": dtype,
             "max_model_len": max_model_len,
@@ -136,6 +139,13 @@ class VLLMEngine(Engine):
         self._settings = settings
         self.preferred_batch_size = max_num_seqs or 128
         self._llm: Any = vllm.LLM(**settings)
+        # After loading: vLLM has fetched the weights into the cache by now, so the cache's commit
+        # for the revision is the one it loaded.
+        try:
+            self.model_id, self.revision = vllm_identity(model, revision, settings.get("download_dir"))
+        except BaseException:
+            self.close()
+            raise
 
     def describe(self) -> dict[str, Any]:
         recorded = {k: v for k, v in self._settings.items() if k not in ("model", "revision")}
@@ -207,6 +217,27 @@ class VLLMEngine(Engine):
         del llm
 
 
+def vllm_identity(model: str, revision: str | None, download_dir: str | None = None) -> tuple[str, str | None]:
+    """``(model_id, revision)`` of the judge vLLM loads, recorded as the transformers engine records
+    it (:func:`pixeljury.engines.hf.judge_identity`): a local directory is its absolute path and
+    content fingerprint; a hub id is the id and the commit the HF cache holds for ``revision``
+    (``download_dir`` is vLLM's cache folder when set). Warns when no revision can be tied to it."""
+    use_modelscope = os.environ.get("VLLM_USE_MODELSCOPE", "").lower() in ("1", "true")
+    source = "modelscope" if use_modelscope and local_model_dir(model) is None else "auto"
+    model_id, resolved = judge_identity(model, revision, source, cache_dir=download_dir)
+    if download_dir is not None and resolved == revision:
+        # vLLM puts the weights in download_dir but transformers fetches the config to the HF cache.
+        model_id, resolved = judge_identity(model, revision, source)
+    if resolved is None:
+        logger.warning(
+            "could not tell which revision of %r vLLM loaded (no --revision given, and the local "
+            "Hugging Face cache does not name it): results are recorded without a weights revision, so "
+            "they cannot be told from those of other weights under the same name; pass --revision",
+            model,
+        )
+    return model_id, resolved
+
+
 def _failed(request: ChatRequest, exc: BaseException, seconds: float) -> Generation:
     return Generation(
         request_id=request.request_id,
@@ -220,6 +251,7 @@ def _failed(request: ChatRequest, exc: BaseException, seconds: float) -> Generat
 __all__ = [
     "VLLMEngine",
     "build_conversation",
+    "vllm_identity",
     "generation_from_request_output",
     "sampling_kwargs",
 ]
