@@ -8,7 +8,6 @@ problem instead of hiding it, and the numbers it does produce are the official o
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +22,6 @@ PROTOCOL_ID = "qjudger"
 PROTOCOL_VERSION = "1"  # bump when request building or parsing changes meaning
 
 THINK_END = "</think>"
-_OUTERMOST_OBJECT = re.compile(r"\{[\s\S]*\}")
 
 
 def build_request(
@@ -44,20 +42,42 @@ def answer_text(text: str) -> str:
     return (text[cut + len(THINK_END) :] if cut != -1 else text).strip()
 
 
-def extract_json(text: str) -> tuple[Any | None, str | None]:
-    """(object, None) or (None, reason). ``json.loads`` of the answer, else of its outermost ``{...}``."""
-    answer = answer_text(text)
+def _outermost_object(answer: str) -> str | None:
+    r"""What ``re.search(r"\{[\s\S]*\}", answer)`` matches (the official fallback): from the first ``{`` to
+    the last ``}``. Found with find/rfind because the regex is quadratic on answers full of ``{``."""
+    start, end = answer.find("{"), answer.rfind("}")
+    return answer[start : end + 1] if start != -1 and end > start else None
+
+
+def _decode(candidate: str) -> tuple[Any | None, str | None, bool]:
+    """(object, None, False) or (None, reason, beyond_limits). Every decoding failure becomes a reason:
+    malformed JSON, and -- with ``beyond_limits`` set -- text that may be JSON but exceeds what the
+    decoder can handle (nesting deeper than the recursion limit, e.g. a degenerate ``[[[[...``;
+    an integer over Python's digit limit)."""
     try:
-        return json.loads(answer), None
-    except json.JSONDecodeError:
-        pass
-    match = _OUTERMOST_OBJECT.search(answer)
-    if not match:
-        return None, "no JSON object after the thinking" if answer else "empty answer after the thinking"
-    try:
-        return json.loads(match.group()), None
+        return json.loads(candidate), None, False
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} at char {exc.pos}"
+        return None, f"invalid JSON: {exc.msg} at char {exc.pos}", False
+    except RecursionError:
+        return None, "JSON nested too deeply to decode", True
+    except ValueError as exc:
+        return None, f"JSON not decodable: {exc}", True
+
+
+def extract_json(text: str) -> tuple[Any | None, str | None]:
+    """(object, None) or (None, reason). ``json.loads`` of the answer, else of its outermost ``{...}``.
+    Never raises on a string: any decoding failure is a reason."""
+    answer = answer_text(text)
+    obj, reason, beyond_limits = _decode(answer)
+    if reason is None:
+        return obj, None
+    candidate = _outermost_object(answer)
+    if candidate is None:
+        if not answer:
+            return None, "empty answer after the thinking"
+        return None, "no JSON object after the thinking" + (f" ({reason})" if beyond_limits else "")
+    obj, reason, _ = _decode(candidate)
+    return obj, reason
 
 
 def _is_facet_entry(value: Any) -> bool:
@@ -100,6 +120,9 @@ def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any
     return grouped, notes
 
 
+_JSON_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
 @dataclass
 class DimensionResult:
     """The judge's verdict on one (image, dimension): status, scores, and everything needed to audit it."""
@@ -134,13 +157,12 @@ class DimensionResult:
 def parse_generation(text: str, dimension: str, *, truncated: bool = False) -> DimensionResult:
     """Read one generation into a :class:`DimensionResult`. Never raises on model output."""
     obj, reason = extract_json(text)
-    if obj is None:
-        why = reason or "unparseable"
+    if reason is not None:
         if truncated:
-            why += " (generation hit max_new_tokens)"
-        return DimensionResult(dimension, "parse_failure", truncated, error=why)
+            reason += " (generation hit max_new_tokens)"
+        return DimensionResult(dimension, "parse_failure", truncated, error=reason)
     if not isinstance(obj, dict) or not obj:
-        kind = "an empty object" if obj == {} else f"a JSON {type(obj).__name__}"
+        kind = "an empty object" if isinstance(obj, dict) else f"a JSON {_JSON_KIND.get(type(obj), type(obj).__name__)}"
         return DimensionResult(dimension, "parse_failure", truncated, error=f"answer is {kind}, not facet scores")
     grouped, notes = repair(obj, dimension)
     if not grouped:

@@ -1,0 +1,149 @@
+"""Q-Judger answer reading on hostile or odd answers: decoding limits, fuzzing, answers with no usable
+value, and the shape repairs where upstream's ``fix_score_json`` loses or misnames data."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from pixeljury.engines.base import Generation
+from pixeljury.protocols.qjudger import image_scores_from_dicts, parse, parse_generation
+from pixeljury.rubric.taxonomy import L1_NAMES, TREE
+
+STATUSES = {"scored", "all_na", "parse_failure"}
+TOO_DEEP = "no JSON object after the thinking (JSON nested too deeply to decode)"
+
+# --- 1. decoding failures are counted parse failures, never exceptions ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,error",
+    [
+        ("[" * 5000, TOO_DEEP),
+        ('{"a":' * 5000, TOO_DEEP),
+        ('</think>{"Realism": ' + "[" * 5000, TOO_DEEP),
+        ('{"a": ' + "[" * 5000 + "}", "JSON nested too deeply to decode"),  # the outermost {...} is too deep
+        ('</think>```json\n{"Realism": ' + "[" * 5000 + "\n```", "no JSON object after the thinking"),
+    ],
+)
+def test_deep_nesting_is_a_parse_failure_not_a_crash(text, error):
+    r = parse_generation(text, "Quality")
+    assert (r.status, r.error, r.scores, r.parsed) == ("parse_failure", error, None, None)
+
+
+def test_deep_nesting_in_a_truncated_generation_through_parse():
+    gen = Generation("q", '<think>ok</think>{"Realism": ' + "[" * 5000, "length", completion_tokens=4096)
+    r = parse(gen, "Quality")
+    assert r.status == "parse_failure" and r.truncated
+    assert r.error == TOO_DEEP + " (generation hit max_new_tokens)"
+
+
+def test_integer_over_the_digit_limit_is_a_parse_failure():
+    r = parse_generation('{"Resolution": {"Resolution": {"score": ' + "1" * 5000 + "}}}", "Quality")
+    assert r.status == "parse_failure" and r.scores is None
+    assert r.error.startswith("JSON not decodable: ") and "digits" in r.error
+
+
+@pytest.mark.parametrize(
+    "text,error",
+    [
+        ("[1, 2]", "answer is a JSON array, not facet scores"),
+        ('"scores"', "answer is a JSON string, not facet scores"),
+        ("1e999", "answer is a JSON number, not facet scores"),
+        ("NaN", "answer is a JSON number, not facet scores"),
+        ("true", "answer is a JSON boolean, not facet scores"),
+        ("null", "answer is a JSON null, not facet scores"),
+        ("{}", "answer is an empty object, not facet scores"),
+        ('{"Realism": [1, 2], "Detail": 2}', "no facet scores in the answer"),
+    ],
+)
+def test_non_object_answers_name_what_they_are(text, error):
+    r = parse_generation(text, "Quality")
+    assert (r.status, r.error, r.scores) == ("parse_failure", error, None)
+
+
+def test_odd_values_inside_an_object_are_invalid_not_crashes():
+    text = ('{"Realism": {"Physical Logic": {"score": NaN}, "Material Texture": {"score": 1e999}}, '
+            '"Detail": {"Noise": {"score": "\\ud800"}, "Edge Clarity": {"score": -Infinity}, "Naturalness": [2]}, '
+            '"Resolution": {"Resolution": {"score": 2}}}')
+    r = parse_generation(text, "Quality")
+    assert r.status == "scored" and r.scores.l1 == 100.0 and r.scores.n_scored == 1
+    values = [i["value"] for i in r.scores.invalid]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, "\ud800", -math.inf, [2]]
+
+
+def _random_json_value(rng: random.Random, depth: int = 0):
+    kinds = ["int", "float", "str", "null", "bool", "list", "dict", "score"]
+    kind = rng.choice(kinds if depth < 4 else kinds[:5])
+    if kind == "int":
+        return rng.choice([0, 1, 2, 3, -1, 10**30])
+    if kind == "float":
+        return rng.choice([1.0, 1.5, math.inf, -math.inf, math.nan, 1e-300])
+    if kind == "str":
+        return rng.choice(["N/A", "n/a", "1", "high", "\ud800", "\udfff", "", "score", "\x00"])
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "list":
+        return [_random_json_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if kind == "score":
+        return {"score": _random_json_value(rng, 4)}
+    names = ["score", "Quality", "Realism", "Detail", "Resolution", "Noise", "Physical Logic",
+             "Feature Mapping", "Feature Matching", "Lighting", "\ud800", ""]
+    return {rng.choice(names): _random_json_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+_TOKENS = ["{", "}", "[", "]", '"', ":", ",", " ", "\n", "score", '"score"', '"N/A"', "0", "1", "2", "1e999",
+           "-1e999", "NaN", "Infinity", "-Infinity", "null", "true", '"\\ud800"', "\\ud800", "\ud800", "</think>",
+           "<think>", "```json", '"Realism"', '"Physical Logic"', '"Resolution"', "\\", "9" * 50]
+
+
+def _fuzz_texts(seed: int, n: int):
+    rng = random.Random(seed)
+    for _ in range(n):
+        kind = rng.randrange(5)
+        if kind == 0:  # token soup
+            yield "".join(rng.choice(_TOKENS) for _ in range(rng.randint(0, 40)))
+        elif kind == 1:  # any JSON value at top level, possibly after thinking or in a fence
+            body = json.dumps(_random_json_value(rng), ensure_ascii=rng.random() < 0.5)
+            yield rng.choice(["", "<think>x</think>", "```json\n"]) + body + rng.choice(["", "\n```", " trailing"])
+        elif kind == 2:  # facet-shaped object with random values at the L2 and L3 levels
+            l1 = rng.choice(L1_NAMES)
+            pool = rng.choice([None, ["N/A", "n/a", " N/A "], ["N/A", "high", None], [0, 1, 2, "1", 1.0]])
+
+            def facet():
+                return {"score": rng.choice(pool)} if pool else _random_json_value(rng, 3)
+
+            obj = {l2: (rng.random() < 0.2 and _random_json_value(rng)) or {l3: facet() for l3 in l3s}
+                   for l2, l3s in TREE[l1].items()}
+            yield json.dumps(rng.choice([obj, {l1: obj}]))
+        elif kind == 3:  # deep nesting of either bracket, closed or not, somewhere in an answer
+            depth = rng.choice([10, 900, 1100, 5000])
+            opener = rng.choice(["[", '{"a":', '{"Realism": {"Noise": {"score": '])
+            closer = {"[": "]", '{"a":': "}"}.get(opener, "}}}")
+            nested = opener * depth + (closer * depth if rng.random() < 0.5 else "")
+            yield rng.choice(["", "</think>", '{"Realism": {"Noise": '])+ nested + rng.choice(["", "}", "}}"])
+        else:  # a valid answer mutated at one character
+            text = list(json.dumps({"Realism": {"Physical Logic": {"score": 2}}, "Detail": {"Noise": {"score": 1}}}))
+            text[rng.randrange(len(text))] = rng.choice(_TOKENS)
+            yield "".join(text)
+
+
+def test_fuzz_parse_never_raises_and_returns_a_known_status():
+    seen = set()
+    for i, text in enumerate(_fuzz_texts(20240601, 3000)):
+        dim = L1_NAMES[i % len(L1_NAMES)]
+        r = parse_generation(text, dim, truncated=i % 7 == 0)
+        assert r.status in STATUSES, (text[:200], r)
+        assert (r.error is not None) == (r.status == "parse_failure"), (text[:200], r)
+        if r.status == "parse_failure" and r.scores is None:
+            assert r.parsed is None
+        d = r.as_dict()
+        json.dumps(d)  # what the store writes
+        image_scores_from_dicts({dim: d})
+        seen.add(r.status)
+    assert seen == STATUSES
