@@ -12,6 +12,7 @@ import pytest
 from pixeljury.engines.base import Generation
 from pixeljury.protocols.qjudger import image_scores_from_dicts, parse, parse_generation
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
+from pixeljury.scoring import aggregate
 
 STATUSES = {"scored", "all_na", "parse_failure"}
 TOO_DEEP = "no JSON object after the thinking (JSON nested too deeply to decode)"
@@ -147,3 +148,39 @@ def test_fuzz_parse_never_raises_and_returns_a_known_status():
         image_scores_from_dicts({dim: d})
         seen.add(r.status)
     assert seen == STATUSES
+
+
+# --- 2. no usable value at all is not "all N/A" --------------------------------------------------------
+
+
+def test_every_value_invalid_is_a_parse_failure_not_all_na():
+    text = '{"Realism":{"Physical Logic":{"score":"high"},"Material Texture":{"score":1.5}}}'
+    r = parse_generation(text, "Real-world Fidelity")
+    assert r.status == "parse_failure" and r.error == "no valid score values: 2 invalid"
+    assert r.scores.l1 is None and r.scores.n_na == 0 and r.scores.n_scored == 0
+    assert r.scores.invalid == [{"l2": "Realism", "l3": "Physical Logic", "value": "high"},
+                                {"l2": "Realism", "l3": "Material Texture", "value": 1.5}]
+    assert r.parsed == json.loads(text)  # kept for the audit
+
+
+def test_invalid_and_na_without_any_score_is_a_parse_failure():
+    r = parse_generation('{"Realism":{"Physical Logic":{"score":"N/A"},"Material Texture":{"score":null}}}', "Quality")
+    assert (r.status, r.error, r.scores.n_na, len(r.scores.invalid)) == (
+        "parse_failure", "no valid score values: 1 invalid, 1 N/A", 1, 1)
+
+
+def test_all_na_needs_the_judge_to_say_na():
+    r = parse_generation('{"Realism":{"Physical Logic":{"score":"N/A"},"Material Texture":{"score":"n/a"}}}', "Quality")
+    assert (r.status, r.error, r.scores.n_na, r.scores.invalid) == ("all_na", None, 2, [])
+
+
+def test_no_valid_scores_is_counted_as_a_parse_failure_downstream():
+    bad = parse_generation('{"Realism":{"Physical Logic":{"score":"high"}}}', "Quality").as_dict()
+    na = parse_generation('{"Realism":{"Physical Logic":{"score":"N/A"}}}', "Quality").as_dict()
+    ok = parse_generation('{"Realism":{"Physical Logic":{"score":2}}}', "Quality").as_dict()
+    images = [{"scores": image_scores_from_dicts({"Quality": d}), "dimensions": {"Quality": d}} for d in (bad, na, ok)]
+    assert [i["scores"]["total"] for i in images] == [None, None, 100.0]
+    bench = aggregate(images)
+    assert bench.counts["Quality"] == {"requests": 3, "scored": 1, "parse_failures": 1, "all_na": 1, "errors": 0,
+                                       "truncated": 0, "na": 1, "invalid": 1}
+    assert bench.total == 100.0

@@ -170,8 +170,14 @@ def parse_generation(text: str, dimension: str, *, truncated: bool = False) -> D
     known = l3_to_l2(dimension)
     unknown = [l3 for facets in grouped.values() for l3 in facets if l3 not in known]
     scores = score_dimension(grouped)
-    status = "scored" if scores.l1 is not None else "all_na"
-    return DimensionResult(dimension, status, truncated, grouped, scores, notes, unknown)
+    if scores.n_scored:
+        return DimensionResult(dimension, "scored", truncated, grouped, scores, notes, unknown)
+    if not scores.invalid:  # every facet N/A: the judge's own verdict
+        return DimensionResult(dimension, "all_na", truncated, grouped, scores, notes, unknown)
+    # Not a single usable value: not N/A (the judge did not say so) and never a 0. Counted as a parse
+    # failure -- the statuses the pipeline, exports and reports count are fixed -- with the answer kept.
+    why = f"no valid score values: {len(scores.invalid)} invalid" + (f", {scores.n_na} N/A" if scores.n_na else "")
+    return DimensionResult(dimension, "parse_failure", truncated, grouped, scores, notes, unknown, error=why)
 
 
 def parse(generation: Generation, dimension: str) -> DimensionResult:
