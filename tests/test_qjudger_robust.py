@@ -184,3 +184,89 @@ def test_no_valid_scores_is_counted_as_a_parse_failure_downstream():
     assert bench.counts["Quality"] == {"requests": 3, "scored": 1, "parse_failures": 1, "all_na": 1, "errors": 0,
                                        "truncated": 0, "na": 1, "invalid": 1}
     assert bench.total == 100.0
+
+
+# --- 3. shape repairs: upstream's numbers, with notes wherever upstream drops data ----------------------
+
+
+def test_same_facet_under_two_l2s_keeps_the_last_and_notes_the_dropped_value():
+    r = parse_generation('{"Detail":{"Noise":{"score":0}},"Realism":{"Noise":{"score":2}}}', "Quality")
+    assert r.parsed == {"Detail": {"Noise": {"score": 2}}}  # upstream keeps the last
+    assert r.scores.l3 == {"Detail": {"Noise": 100.0}} and r.scores.l1 == 100.0
+    assert r.repairs == [
+        "moved facet 'Noise' from 'Realism' to 'Detail'",
+        "facet 'Noise' given twice: kept 'Noise' under 'Realism' (score 2), "
+        "dropped 'Noise' under 'Detail' (score 0), as upstream keeps the last",
+    ]
+
+
+def test_feature_mapping_and_feature_matching_both_given_notes_the_dropped_one():
+    r = parse_generation('{"Feature Matching":{"Feature Matching":{"score":0},"Feature Mapping":{"score":2}}}',
+                         "Creative Generation")
+    assert r.parsed == {"Feature Matching": {"Feature Matching": {"score": 2}}} and r.scores.l1 == 100.0
+    assert r.repairs == [
+        "renamed facet 'Feature Mapping' to 'Feature Matching'",
+        "facet 'Feature Matching' given twice: kept 'Feature Mapping' under 'Feature Matching' (score 2), "
+        "dropped 'Feature Matching' under 'Feature Matching' (score 0), as upstream keeps the last",
+    ]
+
+
+def test_flat_alias_collision_is_noted_too():
+    r = parse_generation('{"Feature Mapping":{"score":1},"Feature Matching":{"score":"N/A"}}', "Creative Generation")
+    assert r.parsed == {"Feature Matching": {"Feature Matching": {"score": "N/A"}}} and r.status == "all_na"
+    assert r.repairs[-1] == ("facet 'Feature Matching' given twice: kept 'Feature Matching' (score 'N/A'), "
+                             "dropped 'Feature Mapping' (score 1), as upstream keeps the last")
+
+
+def test_single_facet_l2_given_as_a_score_becomes_its_facet():
+    r = parse_generation('{"Realism":{"Physical Logic":{"score":2}},"Resolution":{"score":0}}', "Quality")
+    assert r.parsed == {"Realism": {"Physical Logic": {"score": 2}}, "Resolution": {"Resolution": {"score": 0}}}
+    assert r.scores.l3 == {"Realism": {"Physical Logic": 100.0}, "Resolution": {"Resolution": 0.0}}
+    assert r.scores.l1 == 50.0 and r.unknown_facets == [] and r.scores.invalid == []
+    assert r.repairs == ["read 'Resolution': {'score': ...} as its single facet 'Resolution'"]
+
+
+def test_single_facet_l2_with_a_reason_and_a_differently_named_facet():
+    r = parse_generation('{"Color Harmony":{"Color Harmony":{"score":2}},"Lighting":{"score":1,"reason":"flat light"}}',
+                         "Aesthetics")
+    assert r.parsed["Lighting"] == {"Lighting & Atmosphere": {"score": 1, "reason": "flat light"}}
+    assert r.scores.l2 == {"Color Harmony": 100.0, "Lighting": 60.0} and r.scores.invalid == []
+    assert r.unknown_facets == [] and r.scores.l1 == 80.0
+
+
+def test_single_facet_l2_score_stays_upstream_shaped_when_another_facet_lands_there():
+    # Upstream averages the moved facet (2) with the facet it calls "score" (0); so does pixeljury.
+    r = parse_generation('{"Realism":{"Resolution":{"score":2}},"Resolution":{"score":0}}', "Quality")
+    assert r.parsed == {"Resolution": {"Resolution": {"score": 2}, "score": 0}}
+    assert r.scores.l2 == {"Resolution": 50.0} and r.unknown_facets == ["score"]
+    assert r.repairs == ["moved facet 'Resolution' from 'Realism' to 'Resolution'",
+                         "'Resolution' holds a score, not facet scores; kept as a facet named 'score', as upstream"]
+
+
+def test_multi_facet_l2_given_as_a_score_is_kept_as_upstream_with_a_note():
+    r = parse_generation('{"Detail":{"Noise":{"score":2}},"Realism":{"score":1}}', "Quality")
+    assert r.parsed == {"Detail": {"Noise": {"score": 2}}, "Realism": {"score": 1}}
+    assert r.scores.l2 == {"Detail": 100.0, "Realism": 60.0} and r.scores.l1 == 80.0
+    assert r.unknown_facets == ["score"]
+    assert r.repairs == ["'Realism' holds a score, not facet scores; kept as a facet named 'score', as upstream"]
+
+
+def test_mixed_answer_starting_flat_does_not_score_the_nested_l2_and_says_so():
+    r = parse_generation('{"Physical Logic":{"score":2},"Detail":{"Noise":{"score":0}}}', "Quality")
+    # Upstream takes the flat branch and reads the "Detail" object as a facet without a score.
+    assert r.parsed == {"Realism": {"Physical Logic": {"score": 2}}, "Detail": {"Detail": {"Noise": {"score": 0}}}}
+    assert r.scores.l1 == 100.0 and r.scores.l2 == {"Realism": 100.0, "Detail": None}
+    assert r.scores.invalid == [{"l2": "Detail", "l3": "Detail", "value": None}]
+    assert r.unknown_facets == ["Detail"]
+    assert r.repairs == [
+        "regrouped flat facet scores under their L2",
+        "'Detail' holds an object without a score in a flat answer; as upstream, it is not scored and its "
+        "contents are lost: {'Noise': {'score': 0}}",
+    ]
+
+
+def test_mixed_answer_starting_nested_scores_a_flat_facet_under_its_own_key_as_upstream():
+    r = parse_generation('{"Detail":{"Noise":{"score":0}},"Physical Logic":{"score":2}}', "Quality")
+    assert r.parsed == {"Detail": {"Noise": {"score": 0}}, "Physical Logic": {"score": 2}}
+    assert r.scores.l2 == {"Detail": 0.0, "Physical Logic": 100.0} and r.scores.l1 == 50.0
+    assert r.repairs == ["'Physical Logic' holds a score, not facet scores; kept as a facet named 'score', as upstream"]

@@ -8,6 +8,7 @@ problem instead of hiding it, and the numbers it does produce are the official o
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,8 @@ from PIL import Image
 
 from pixeljury.engines.base import ChatRequest, Generation, ImagePart, TextPart
 from pixeljury.rubric.model import Rubric
-from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, canonical_l1, l3_to_l2
-from pixeljury.scoring import DimensionScores, score_dimension
+from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, TREE, canonical_l1, l3_to_l2
+from pixeljury.scoring import DimensionScores, map_raw_score, score_dimension
 
 PROTOCOL_ID = "qjudger"
 PROTOCOL_VERSION = "1"  # bump when request building or parsing changes meaning
@@ -84,9 +85,36 @@ def _is_facet_entry(value: Any) -> bool:
     return isinstance(value, dict) and "score" in value
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 60, 60, 40
+
+
+def _shown(entry: Any) -> str:
+    """A short rendering of a facet entry for repair notes (bounded in length and depth)."""
+    return "score " + _SHORT.repr(entry["score"]) if _is_facet_entry(entry) else _SHORT.repr(entry)
+
+
+def _upstream_scores(value: Any) -> bool:
+    """Whether the official ``map_score`` would give ``value`` a number (``SCORE_MAP[int(value)]``)."""
+    try:
+        return int(value) in (0, 1, 2)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _is_comment(value: Any) -> bool:
+    """A string neither the official nor pixeljury's mapping scores (a reason, an explanation)."""
+    return isinstance(value, str) and not _upstream_scores(value) and map_raw_score(value)[1] == "invalid"
+
+
 def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Regroup an answer as ``{L2: {L3: entry}}`` the way the official ``fix_score_json`` does, plus
-    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made)."""
+    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made).
+
+    Every number comes out as upstream computes it; where upstream loses or misnames data silently, a
+    note says so: a facet given twice (upstream keeps the last), an L2 object inside a flat answer
+    (upstream does not score it). A single-facet L2 given as ``{"Resolution": {"score": 0}}`` gets its
+    facet's name instead of upstream's facet ``"score"`` -- the same number either way."""
     notes: list[str] = []
     if len(obj) == 1:
         (key, inner), = obj.items()
@@ -96,27 +124,58 @@ def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any
     mapping = l3_to_l2(dimension)
     rename = L3_ALIASES.get(dimension, {})
     grouped: dict[str, dict[str, Any]] = {}
+    given_as: dict[tuple[str, str], str] = {}  # (L2, L3) -> where the answer gave the kept entry
+
+    def put(l2: str, l3: str, entry: Any, where: str) -> None:
+        facets = grouped.setdefault(l2, {})
+        if l3 in facets:
+            notes.append(f"facet {l3!r} given twice: kept {where} ({_shown(entry)}), "
+                         f"dropped {given_as[l2, l3]} ({_shown(facets[l3])}), as upstream keeps the last")
+        facets[l3] = entry
+        given_as[l2, l3] = where
+
     first = next(iter(obj.values()), None)
     if _is_facet_entry(first):  # flat {L3: {"score": ...}}: regroup under the canonical L2
         notes.append("regrouped flat facet scores under their L2")
         for l3, entry in obj.items():
+            where = repr(l3)
+            if isinstance(entry, dict) and not _is_facet_entry(entry):
+                notes.append(f"{l3!r} holds an object without a score in a flat answer; as upstream, it is not "
+                             f"scored and its contents are lost: {_shown(entry)}")
             if l3 in rename:
                 notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
                 l3 = rename[l3]
-            grouped.setdefault(mapping.get(l3, l3), {})[l3] = entry
+            put(mapping.get(l3, l3), l3, entry, where)
         return grouped, notes
+    single_facet = {l2: l3s[0] for l2, l3s in TREE.get(dimension, {}).items() if len(l3s) == 1}
+    as_one_facet: dict[str, dict[str, Any]] = {}  # L2 -> its value, when that value is one facet entry
     for l2, facets in obj.items():
         if not isinstance(facets, dict):
             notes.append(f"dropped non-object value under {l2!r}")
             continue
+        if (l2 in single_facet and "score" in facets
+                and all(k not in mapping and _is_comment(v) for k, v in facets.items() if k != "score")):
+            as_one_facet[l2] = facets
         for l3, entry in facets.items():
+            where = f"{l3!r} under {l2!r}"
             if l3 in rename:
                 notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
                 l3 = rename[l3]
             target = mapping.get(l3, l2)
             if target != l2:
                 notes.append(f"moved facet {l3!r} from {l2!r} to {target!r}")
-            grouped.setdefault(target, {})[l3] = entry
+            put(target, l3, entry, where)
+    for l2, facets in as_one_facet.items():
+        # Upstream keeps {"score": x, ...} as facets named "score", ... of this L2; while nothing else
+        # landed in it, reading it as the L2's single facet changes no number, only the name.
+        kept = grouped.get(l2, {})
+        if list(kept) == list(facets) and all(kept[k] is v and given_as[l2, k] == f"{k!r} under {l2!r}"
+                                              for k, v in facets.items()):
+            grouped[l2] = {single_facet[l2]: facets}
+            notes.append(f"read {l2!r}: {{'score': ...}} as its single facet {single_facet[l2]!r}")
+    for l2, facets in grouped.items():
+        if "score" in facets:
+            notes.append(f"{l2!r} holds a score, not facet scores; kept as a facet named 'score', as upstream")
     return grouped, notes
 
 
