@@ -47,6 +47,32 @@ def dimensions_of(dims_en: str) -> list[str]:
     return out
 
 
+def _bench_id(raw: object) -> int | None:
+    """The benchmark ID as an int -- an int, an integral float, or a string holding one, as the input
+    reader accepts them -- or None for anything else (``"one"``, ``1.5``, ``null``, booleans)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            return None
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    return "null" if value is None else f"{_json_kind(value)} {value!r}"
+
+
 class BenchMetadata:
     """ID -> dims_en, from the official JSON array or a JSONL file of ``{"ID", "dims_en"}`` objects."""
 
@@ -56,20 +82,49 @@ class BenchMetadata:
 
     @classmethod
     def load(cls, path: str | Path) -> "BenchMetadata":
+        """Read the file; every problem is a :class:`MetadataError` naming the file and, for a record,
+        its index and ID. A UTF-8 BOM is accepted. An ID given twice is an error unless both records
+        name the same facet paths."""
         p = Path(path)
         if not p.is_file():
             raise MetadataError(f"metadata file {p} does not exist")
-        text = p.read_text(encoding="utf-8").strip()
+        data = p.read_bytes()
+        try:
+            text = data.decode("utf-8-sig").strip()
+        except UnicodeDecodeError as exc:
+            raise MetadataError(f"metadata file {p} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                                f"{exc.start}); re-save it as UTF-8") from None
         try:
             records = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"metadata file {p} is not JSON or JSONL: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise MetadataError(f"metadata file {p} is not JSON or JSONL: {exc}") from None
         dims: dict[int, str] = {}
+        first_index: dict[int, int] = {}
         for i, rec in enumerate(records):
-            if not isinstance(rec, dict) or "ID" not in rec or "dims_en" not in rec:
-                raise MetadataError(f"metadata record {i} in {p} lacks 'ID' or 'dims_en'")
-            parse_dims(rec["dims_en"])  # fail early on a malformed path
-            dims[int(rec["ID"])] = rec["dims_en"]
+            if not isinstance(rec, dict):
+                raise MetadataError(f"metadata file {p}, record {i}: is a JSON {_json_kind(rec)}, not an object")
+            where = f"metadata file {p}, record {i}" + (f" (ID {rec['ID']!r})" if "ID" in rec else "")
+            missing = [k for k in ("ID", "dims_en") if k not in rec]
+            if missing:
+                raise MetadataError(f"{where}: lacks {' and '.join(repr(k) for k in missing)}")
+            raw_id, dims_en = rec["ID"], rec["dims_en"]
+            bench_id = _bench_id(raw_id)
+            if bench_id is None:
+                raise MetadataError(f"{where}: 'ID' must be an integer, got {_shown(raw_id)}")
+            if not isinstance(dims_en, str):
+                raise MetadataError(f"{where}: 'dims_en' must be a string of facet paths, got {_shown(dims_en)}")
+            try:
+                paths = parse_dims(dims_en)  # fail early on a malformed path
+            except MetadataError as exc:
+                raise MetadataError(f"{where}: {exc}") from None
+            if bench_id in dims:
+                j = first_index[bench_id]
+                if paths != parse_dims(dims[bench_id]):
+                    raise MetadataError(f"{where}: ID {bench_id} is also record {j}, with different dims_en "
+                                        f"({dims[bench_id]!r} vs {dims_en!r})")
+                continue  # the same record twice: harmless
+            dims[bench_id] = dims_en
+            first_index[bench_id] = i
         return cls(dims, str(p))
 
     def __contains__(self, bench_id: int) -> bool:

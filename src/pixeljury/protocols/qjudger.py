@@ -8,7 +8,7 @@ problem instead of hiding it, and the numbers it does produce are the official o
 from __future__ import annotations
 
 import json
-import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +16,13 @@ from PIL import Image
 
 from pixeljury.engines.base import ChatRequest, Generation, ImagePart, TextPart
 from pixeljury.rubric.model import Rubric
-from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, canonical_l1, l3_to_l2
-from pixeljury.scoring import DimensionScores, score_dimension
+from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, TREE, canonical_l1, l3_to_l2
+from pixeljury.scoring import DimensionScores, map_raw_score, score_dimension
 
 PROTOCOL_ID = "qjudger"
 PROTOCOL_VERSION = "1"  # bump when request building or parsing changes meaning
 
 THINK_END = "</think>"
-_OUTERMOST_OBJECT = re.compile(r"\{[\s\S]*\}")
 
 
 def build_request(
@@ -44,29 +43,78 @@ def answer_text(text: str) -> str:
     return (text[cut + len(THINK_END) :] if cut != -1 else text).strip()
 
 
-def extract_json(text: str) -> tuple[Any | None, str | None]:
-    """(object, None) or (None, reason). ``json.loads`` of the answer, else of its outermost ``{...}``."""
-    answer = answer_text(text)
+def _outermost_object(answer: str) -> str | None:
+    r"""What ``re.search(r"\{[\s\S]*\}", answer)`` matches (the official fallback): from the first ``{`` to
+    the last ``}``. Found with find/rfind because the regex is quadratic on answers full of ``{``."""
+    start, end = answer.find("{"), answer.rfind("}")
+    return answer[start : end + 1] if start != -1 and end > start else None
+
+
+def _decode(candidate: str) -> tuple[Any | None, str | None, bool]:
+    """(object, None, False) or (None, reason, beyond_limits). Every decoding failure becomes a reason:
+    malformed JSON, and -- with ``beyond_limits`` set -- text that may be JSON but exceeds what the
+    decoder can handle (nesting deeper than the recursion limit, e.g. a degenerate ``[[[[...``;
+    an integer over Python's digit limit)."""
     try:
-        return json.loads(answer), None
-    except json.JSONDecodeError:
-        pass
-    match = _OUTERMOST_OBJECT.search(answer)
-    if not match:
-        return None, "no JSON object after the thinking" if answer else "empty answer after the thinking"
-    try:
-        return json.loads(match.group()), None
+        return json.loads(candidate), None, False
     except json.JSONDecodeError as exc:
-        return None, f"invalid JSON: {exc.msg} at char {exc.pos}"
+        return None, f"invalid JSON: {exc.msg} at char {exc.pos}", False
+    except RecursionError:
+        return None, "JSON nested too deeply to decode", True
+    except ValueError as exc:
+        return None, f"JSON not decodable: {exc}", True
+
+
+def extract_json(text: str) -> tuple[Any | None, str | None]:
+    """(object, None) or (None, reason). ``json.loads`` of the answer, else of its outermost ``{...}``.
+    Never raises on a string: any decoding failure is a reason."""
+    answer = answer_text(text)
+    obj, reason, beyond_limits = _decode(answer)
+    if reason is None:
+        return obj, None
+    candidate = _outermost_object(answer)
+    if candidate is None:
+        if not answer:
+            return None, "empty answer after the thinking"
+        return None, "no JSON object after the thinking" + (f" ({reason})" if beyond_limits else "")
+    obj, reason, _ = _decode(candidate)
+    return obj, reason
 
 
 def _is_facet_entry(value: Any) -> bool:
     return isinstance(value, dict) and "score" in value
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 60, 60, 40
+
+
+def _shown(entry: Any) -> str:
+    """A short rendering of a facet entry for repair notes (bounded in length and depth)."""
+    return "score " + _SHORT.repr(entry["score"]) if _is_facet_entry(entry) else _SHORT.repr(entry)
+
+
+def _upstream_scores(value: Any) -> bool:
+    """Whether the official ``map_score`` would give ``value`` a number (``SCORE_MAP[int(value)]``)."""
+    try:
+        return int(value) in (0, 1, 2)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _is_comment(value: Any) -> bool:
+    """A string neither the official nor pixeljury's mapping scores (a reason, an explanation)."""
+    return isinstance(value, str) and not _upstream_scores(value) and map_raw_score(value)[1] == "invalid"
+
+
 def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Regroup an answer as ``{L2: {L3: entry}}`` the way the official ``fix_score_json`` does, plus
-    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made)."""
+    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made).
+
+    Every number comes out as upstream computes it; where upstream loses or misnames data silently, a
+    note says so: a facet given twice (upstream keeps the last), an L2 object inside a flat answer
+    (upstream does not score it). A single-facet L2 given as ``{"Resolution": {"score": 0}}`` gets its
+    facet's name instead of upstream's facet ``"score"`` -- the same number either way."""
     notes: list[str] = []
     if len(obj) == 1:
         (key, inner), = obj.items()
@@ -76,28 +124,62 @@ def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any
     mapping = l3_to_l2(dimension)
     rename = L3_ALIASES.get(dimension, {})
     grouped: dict[str, dict[str, Any]] = {}
+    given_as: dict[tuple[str, str], str] = {}  # (L2, L3) -> where the answer gave the kept entry
+
+    def put(l2: str, l3: str, entry: Any, where: str) -> None:
+        facets = grouped.setdefault(l2, {})
+        if l3 in facets:
+            notes.append(f"facet {l3!r} given twice: kept {where} ({_shown(entry)}), "
+                         f"dropped {given_as[l2, l3]} ({_shown(facets[l3])}), as upstream keeps the last")
+        facets[l3] = entry
+        given_as[l2, l3] = where
+
     first = next(iter(obj.values()), None)
     if _is_facet_entry(first):  # flat {L3: {"score": ...}}: regroup under the canonical L2
         notes.append("regrouped flat facet scores under their L2")
         for l3, entry in obj.items():
+            where = repr(l3)
+            if isinstance(entry, dict) and not _is_facet_entry(entry):
+                notes.append(f"{l3!r} holds an object without a score in a flat answer; as upstream, it is not "
+                             f"scored and its contents are lost: {_shown(entry)}")
             if l3 in rename:
                 notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
                 l3 = rename[l3]
-            grouped.setdefault(mapping.get(l3, l3), {})[l3] = entry
+            put(mapping.get(l3, l3), l3, entry, where)
         return grouped, notes
+    single_facet = {l2: l3s[0] for l2, l3s in TREE.get(dimension, {}).items() if len(l3s) == 1}
+    as_one_facet: dict[str, dict[str, Any]] = {}  # L2 -> its value, when that value is one facet entry
     for l2, facets in obj.items():
         if not isinstance(facets, dict):
             notes.append(f"dropped non-object value under {l2!r}")
             continue
+        if (l2 in single_facet and "score" in facets
+                and all(k not in mapping and _is_comment(v) for k, v in facets.items() if k != "score")):
+            as_one_facet[l2] = facets
         for l3, entry in facets.items():
+            where = f"{l3!r} under {l2!r}"
             if l3 in rename:
                 notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
                 l3 = rename[l3]
             target = mapping.get(l3, l2)
             if target != l2:
                 notes.append(f"moved facet {l3!r} from {l2!r} to {target!r}")
-            grouped.setdefault(target, {})[l3] = entry
+            put(target, l3, entry, where)
+    for l2, facets in as_one_facet.items():
+        # Upstream keeps {"score": x, ...} as facets named "score", ... of this L2; while nothing else
+        # landed in it, reading it as the L2's single facet changes no number, only the name.
+        kept = grouped.get(l2, {})
+        if list(kept) == list(facets) and all(kept[k] is v and given_as[l2, k] == f"{k!r} under {l2!r}"
+                                              for k, v in facets.items()):
+            grouped[l2] = {single_facet[l2]: facets}
+            notes.append(f"read {l2!r}: {{'score': ...}} as its single facet {single_facet[l2]!r}")
+    for l2, facets in grouped.items():
+        if "score" in facets:
+            notes.append(f"{l2!r} holds a score, not facet scores; kept as a facet named 'score', as upstream")
     return grouped, notes
+
+
+_JSON_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 @dataclass
@@ -134,13 +216,12 @@ class DimensionResult:
 def parse_generation(text: str, dimension: str, *, truncated: bool = False) -> DimensionResult:
     """Read one generation into a :class:`DimensionResult`. Never raises on model output."""
     obj, reason = extract_json(text)
-    if obj is None:
-        why = reason or "unparseable"
+    if reason is not None:
         if truncated:
-            why += " (generation hit max_new_tokens)"
-        return DimensionResult(dimension, "parse_failure", truncated, error=why)
+            reason += " (generation hit max_new_tokens)"
+        return DimensionResult(dimension, "parse_failure", truncated, error=reason)
     if not isinstance(obj, dict) or not obj:
-        kind = "an empty object" if obj == {} else f"a JSON {type(obj).__name__}"
+        kind = "an empty object" if isinstance(obj, dict) else f"a JSON {_JSON_KIND.get(type(obj), type(obj).__name__)}"
         return DimensionResult(dimension, "parse_failure", truncated, error=f"answer is {kind}, not facet scores")
     grouped, notes = repair(obj, dimension)
     if not grouped:
@@ -148,8 +229,14 @@ def parse_generation(text: str, dimension: str, *, truncated: bool = False) -> D
     known = l3_to_l2(dimension)
     unknown = [l3 for facets in grouped.values() for l3 in facets if l3 not in known]
     scores = score_dimension(grouped)
-    status = "scored" if scores.l1 is not None else "all_na"
-    return DimensionResult(dimension, status, truncated, grouped, scores, notes, unknown)
+    if scores.n_scored:
+        return DimensionResult(dimension, "scored", truncated, grouped, scores, notes, unknown)
+    if not scores.invalid:  # every facet N/A: the judge's own verdict
+        return DimensionResult(dimension, "all_na", truncated, grouped, scores, notes, unknown)
+    # Not a single usable value: not N/A (the judge did not say so) and never a 0. Counted as a parse
+    # failure -- the statuses the pipeline, exports and reports count are fixed -- with the answer kept.
+    why = f"no valid score values: {len(scores.invalid)} invalid" + (f", {scores.n_na} N/A" if scores.n_na else "")
+    return DimensionResult(dimension, "parse_failure", truncated, grouped, scores, notes, unknown, error=why)
 
 
 def parse(generation: Generation, dimension: str) -> DimensionResult:
