@@ -46,8 +46,10 @@ def test_non_utf8_input_is_named_with_its_line(tmp_path):
 def test_row_level_problems_stay_with_their_row(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"prompt": "", "image_path": "a.png"}\n{"prompt": "x", "image_path": "b.png", "ID": "x1"}\n'
-                    '{"prompt": "y", "image_path": "c.png", "ID": 7.0}\n')
+                    '{"prompt": "y", "image_path": "c.png", "ID": 7.0}\n'
+                    '{"prompt": "z", "image_path": "d.png", "ID": true}\n')
     rows = list(read_rows(path, default_model="gen"))
+    assert rows[3].errors == ["ID True is not an integer"] and rows[3].bench_id is None
     assert rows[0].errors == ["empty prompt"]
     assert rows[1].errors == ["ID 'x1' is not an integer"]
     assert rows[2].ok and rows[2].bench_id == 7 and rows[2].model == "gen"

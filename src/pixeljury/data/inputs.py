@@ -168,6 +168,8 @@ def _rows(records: Iterator[dict[str, Any]], base: Path, model_default: str) -> 
         raw_id = rec.get("ID")
         if not _is_missing(raw_id):
             try:
+                if isinstance(raw_id, bool):  # JSON true/false would pass float() as 1/0
+                    raise ValueError
                 as_float = float(raw_id)
                 if not as_float.is_integer():
                     raise ValueError
