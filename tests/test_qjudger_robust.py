@@ -270,3 +270,17 @@ def test_mixed_answer_starting_nested_scores_a_flat_facet_under_its_own_key_as_u
     assert r.parsed == {"Detail": {"Noise": {"score": 0}}, "Physical Logic": {"score": 2}}
     assert r.scores.l2 == {"Detail": 0.0, "Physical Logic": 100.0} and r.scores.l1 == 50.0
     assert r.repairs == ["'Physical Logic' holds a score, not facet scores; kept as a facet named 'score', as upstream"]
+
+
+def test_results_parsed_by_an_older_parser_are_read_again_from_their_raw_text():
+    from pixeljury.protocols.qjudger import PARSER_VERSION, current_result
+
+    raw = '<think>hm</think>{"Realism": {"Physical Logic": {"score": "high"}, "Material Texture": {"score": 1.5}}}'
+    old = {"status": "all_na", "n_na": 0, "invalid": []}  # what version 1 stored for it (no version field)
+    again = current_result(old, raw, None, "stop", "Real-world Fidelity")
+    assert again["parser_version"] == PARSER_VERSION and again["status"] == "parse_failure"
+    assert again["error"].startswith("no valid score values: 2 invalid")
+    fresh = {"parser_version": PARSER_VERSION, "status": "scored"}
+    assert current_result(fresh, raw, None, "stop", "Real-world Fidelity") is fresh
+    truncated = current_result(None, '<think>still thinking', None, "length", "Quality")
+    assert truncated["status"] == "parse_failure" and truncated["truncated"] is True

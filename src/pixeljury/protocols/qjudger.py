@@ -20,7 +20,12 @@ from pixeljury.rubric.taxonomy import L1_NAMES, L3_ALIASES, TREE, canonical_l1, 
 from pixeljury.scoring import DimensionScores, map_raw_score, score_dimension
 
 PROTOCOL_ID = "qjudger"
-PROTOCOL_VERSION = "1"  # bump when request building or parsing changes meaning
+# Part of every result key: bump when what the judge is sent changes (request building, images),
+# since stored generations then no longer answer the request a new run would send.
+PROTOCOL_VERSION = "1"
+# Stored with every parsed result: bump when reading a generation changes meaning. Results parsed
+# by another version are re-read from their stored raw text (see `current_result`); no model reruns.
+PARSER_VERSION = "2"
 
 THINK_END = "</think>"
 
@@ -198,6 +203,7 @@ class DimensionResult:
     def as_dict(self) -> dict[str, Any]:
         s = self.scores
         return {
+            "parser_version": PARSER_VERSION,
             "status": self.status,
             "truncated": self.truncated,
             "parsed": self.parsed,
@@ -243,11 +249,25 @@ def parse(generation: Generation, dimension: str) -> DimensionResult:
     return parse_generation(generation.full_text, dimension, truncated=generation.truncated)
 
 
+def current_result(stored: dict[str, Any] | None, raw_text: str | None, reasoning: str | None,
+                   finish_reason: str | None, dimension: str) -> dict[str, Any] | None:
+    """A stored parsed result as this version of the parser reads it: returned as is when it was
+    parsed by the current version, else parsed again from the stored generation."""
+    if stored is not None and stored.get("parser_version") == PARSER_VERSION:
+        return stored
+    if raw_text is None:
+        return stored
+    generation = Generation("stored", raw_text, finish_reason or "stop", reasoning=reasoning)
+    return parse(generation, dimension).as_dict()
+
+
 __all__ = [
     "L1_NAMES",
     "PROTOCOL_ID",
     "PROTOCOL_VERSION",
+    "PARSER_VERSION",
     "DimensionResult",
+    "current_result",
     "answer_text",
     "build_request",
     "extract_json",
