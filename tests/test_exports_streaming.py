@@ -488,3 +488,64 @@ def test_failed_export_leaves_no_temporary_files(tmp_path, monkeypatch):
         write_run_outputs(tmp_path / "run", store, ("jsonl", "csv", "parquet", "xlsx"))
     assert not list((tmp_path / "run").rglob("*.tmp"))
 
+
+# --- `pixeljury export` and the run lock --------------------------------------------------------------------
+def _small_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    build_varied_store(run, n_rows=20)
+    return run
+
+
+def test_export_refuses_a_locked_run_naming_the_holder(tmp_path):
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from pixeljury.cli import app
+    from pj_testpaths import subprocess_env
+
+    run = _small_run(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pixeljury.runs.lock import RunLock\n"
+         "with RunLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = CliRunner().invoke(app, ["export", str(run), "--format", "jsonl,csv"])
+        message = " ".join(res.output.split())
+        assert res.exit_code == 2
+        assert f"in use by pid {holder.pid}" in message and "export again" in message
+        assert not (run / "per_image.jsonl").exists() and not list(run.glob("*.tmp"))
+    finally:
+        holder.kill()
+        holder.wait()
+    res = CliRunner().invoke(app, ["export", str(run), "--format", "jsonl,csv"])  # free again
+    assert res.exit_code == 0, res.output
+    assert (run / "per_image.jsonl").is_file() and (run / "per_image.csv").is_file()
+
+
+def test_export_holds_the_lock_while_writing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pixeljury.cli import app
+    from pixeljury.runs.lock import RunLock, RunLocked
+
+    run = _small_run(tmp_path)
+    real = exports.write_run_outputs
+    checked = []
+
+    def write_and_probe(run_dir, store, formats=("jsonl",)):
+        with pytest.raises(RunLocked):  # a `pixeljury judge` starting now would be refused
+            with RunLock(run_dir):
+                pass
+        checked.append(True)
+        return real(run_dir, store, formats)
+
+    monkeypatch.setattr(exports, "write_run_outputs", write_and_probe)
+    res = CliRunner().invoke(app, ["export", str(run), "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    assert checked == [True]
+    with RunLock(run):  # released afterwards
+        pass
+
