@@ -549,3 +549,19 @@ def test_export_holds_the_lock_while_writing(tmp_path, monkeypatch):
     with RunLock(run):  # released afterwards
         pass
 
+
+# --- memory ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset needs Linux /proc")
+def test_export_memory_does_not_grow_with_rows():
+    """bench/export_memory.py at small sizes: peak RSS growth of an export with every format, 1000 vs 4000
+    rows (~2 KB of reasoning per answer). The list-based exports grew ~158 MiB here; streaming ~2 MiB."""
+    import subprocess
+    import sys
+
+    from pj_testpaths import REPO, subprocess_env
+
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "export_memory.py"), "--rows", "1000,4000",
+                          "--formats", "jsonl,csv,parquet,xlsx", "--parquet-chunk", "500", "--max-growth-mib", "25"],
+                         capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
