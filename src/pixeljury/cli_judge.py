@@ -110,18 +110,26 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pixeljury judge`."),
     format: str = typer.Option("jsonl,csv,parquet,xlsx", "--format", "-f", help="Comma-separated: jsonl, csv, parquet, xlsx."),
 ) -> None:
-    """Regenerate a run's outputs from its result store, without running anything."""
+    """Regenerate a run's outputs from its result store, without running anything.
+
+    Holds the run directory's lock while it writes, so it never races a `pixeljury judge` on DIR."""
     from pixeljury.runs.exports import write_run_outputs
+    from pixeljury.runs.lock import RunLock, RunLocked
     from pixeljury.runs.store import ResultStore
 
     if not (run_dir / ResultStore.FILENAME).is_file():
         _fail(f"{run_dir} has no {ResultStore.FILENAME}; is it a pixeljury run directory?")
-    with ResultStore.in_dir(run_dir) as store:
-        try:
+    try:
+        with RunLock(run_dir), ResultStore.in_dir(run_dir) as store:
             outputs = write_run_outputs(run_dir, store, tuple(f.strip() for f in format.split(",") if f.strip()))
-        except ValueError as exc:
-            _fail(str(exc))
-            return
+    except RunLocked:
+        holder = (run_dir / ".lock").read_text().strip() or "another process"
+        _fail(f"cannot export {run_dir}: it is in use by {holder} (a `pixeljury judge` or `pixeljury export` "
+              "writing there); wait for it to finish, then export again")
+        return
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     for name, path in outputs.items():
         typer.echo(f"{name}: {path}")
 

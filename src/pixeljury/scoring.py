@@ -10,7 +10,8 @@ too, but counted, never silently treated as N/A. Means are taken only over what 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,52 +110,120 @@ class BenchScores:
         }
 
 
-def aggregate(images: Iterable[Mapping[str, Any]]) -> BenchScores:
-    """Aggregate per-image records. Each record has ``scores`` = {"total", "level1", "level2", "level3"}
-    (as written by the judge pipeline) and ``dimensions`` = {L1: {"status", "n_na", "invalid", "truncated"}}."""
-    l1_acc: dict[str, list[float]] = defaultdict(list)
-    l2_acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    l3_acc: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    totals: list[float] = []
-    counts: dict[str, dict[str, int]] = defaultdict(
-        lambda: dict.fromkeys(
-            ("requests", "scored", "parse_failures", "all_na", "errors", "truncated", "na", "invalid"), 0
-        )
-    )
-    n_images = 0
-    for rec in images:
-        n_images += 1
+class RunningMean:
+    """``mean()`` of a stream of floats without keeping them: the result equals ``mean(list_of_them)``
+    bit for bit on the running interpreter, because the sum is taken the way the built-in ``sum``
+    takes it (left to right; from Python 3.12 with Neumaier compensation, as CPython's float ``sum``)."""
+
+    __slots__ = ("hi", "lo", "n")
+
+    def __init__(self) -> None:
+        self.hi = 0.0  # running sum
+        self.lo = 0.0  # compensation (3.12+)
+        self.n = 0
+
+    def add(self, value: float) -> None:
+        x = float(value)
+        self.n += 1
+        if _COMPENSATED_SUM:
+            t = self.hi + x
+            if abs(self.hi) >= abs(x):
+                self.lo += (self.hi - t) + x
+            else:
+                self.lo += (x - t) + self.hi
+            self.hi = t
+        else:
+            self.hi += x
+
+    def value(self) -> float | None:
+        if not self.n:
+            return None
+        total = self.hi
+        if self.lo and math.isfinite(self.lo):
+            total += self.lo
+        return total / self.n
+
+
+_COMPENSATED_SUM = sys.version_info >= (3, 12) and sys.implementation.name == "cpython"
+
+_COUNT_KEYS = ("requests", "scored", "parse_failures", "all_na", "errors", "truncated", "na", "invalid")
+_STATUS_COUNT = {"scored": "scored", "parse_failure": "parse_failures", "all_na": "all_na", "error": "errors"}
+
+
+class BenchAccumulator:
+    """``aggregate()`` one image record at a time, keeping only running sums and counts: memory is
+    bounded by the size of the taxonomy, not by the number of images. ``aggregate(images)`` is
+    ``add()`` over the images followed by ``result()``."""
+
+    def __init__(self) -> None:
+        self._l1: dict[str, RunningMean] = {}
+        self._l2: dict[str, dict[str, RunningMean]] = {}
+        self._l3: dict[str, dict[str, dict[str, RunningMean]]] = {}
+        self._total = RunningMean()
+        self._counts: dict[str, dict[str, int]] = {}
+        self.n_images = 0
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        """Add one per-image record: ``scores`` = {"total", "level1", "level2", "level3"} and
+        ``dimensions`` = {L1: {"status", "n_na", "invalid", "truncated"}}. None scores are skipped."""
+        self.n_images += 1
         scores = rec.get("scores") or {}
         if scores.get("total") is not None:
-            totals.append(scores["total"])
+            self._total.add(scores["total"])
         for d, v in (scores.get("level1") or {}).items():
             if v is not None:
-                l1_acc[d].append(v)
+                _acc(self._l1, d).add(v)
         for d, l2s in (scores.get("level2") or {}).items():
             for l2, v in l2s.items():
                 if v is not None:
-                    l2_acc[d][l2].append(v)
+                    _acc(_sub(self._l2, d), l2).add(v)
         for d, l2s in (scores.get("level3") or {}).items():
             for l2, l3s in l2s.items():
                 for l3, v in l3s.items():
                     if v is not None:
-                        l3_acc[d][l2][l3].append(v)
+                        _acc(_sub(_sub(self._l3, d), l2), l3).add(v)
         for d, info in (rec.get("dimensions") or {}).items():
-            c = counts[d]
+            c = self._counts.get(d)
+            if c is None:
+                c = self._counts[d] = dict.fromkeys(_COUNT_KEYS, 0)
             c["requests"] += 1
-            status = info.get("status")
-            key = {"scored": "scored", "parse_failure": "parse_failures", "all_na": "all_na", "error": "errors"}.get(status)
+            key = _STATUS_COUNT.get(info.get("status"))
             if key:
                 c[key] += 1
             c["truncated"] += int(bool(info.get("truncated")))
             c["na"] += int(info.get("n_na") or 0)
             c["invalid"] += len(info.get("invalid") or [])
-    return BenchScores(
-        total=mean(totals),
-        l1={d: mean(v) for d, v in l1_acc.items()},
-        l2={d: {k: mean(v) for k, v in l2s.items()} for d, l2s in l2_acc.items()},
-        l3={d: {l2: {l3: mean(v) for l3, v in l3s.items()} for l2, l3s in l2s.items()} for d, l2s in l3_acc.items()},
-        n_images=n_images,
-        n_images_scored=len(totals),
-        counts=dict(counts),
-    )
+
+    def result(self) -> BenchScores:
+        return BenchScores(
+            total=self._total.value(),
+            l1={d: m.value() for d, m in self._l1.items()},
+            l2={d: {k: m.value() for k, m in l2s.items()} for d, l2s in self._l2.items()},
+            l3={d: {l2: {l3: m.value() for l3, m in l3s.items()} for l2, l3s in l2s.items()}
+                for d, l2s in self._l3.items()},
+            n_images=self.n_images,
+            n_images_scored=self._total.n,
+            counts={d: dict(c) for d, c in self._counts.items()},
+        )
+
+
+def _acc(table: dict[str, RunningMean], key: str) -> RunningMean:
+    m = table.get(key)
+    if m is None:
+        m = table[key] = RunningMean()
+    return m
+
+
+def _sub(table: dict[str, Any], key: str) -> dict[str, Any]:
+    sub = table.get(key)
+    if sub is None:
+        sub = table[key] = {}
+    return sub
+
+
+def aggregate(images: Iterable[Mapping[str, Any]]) -> BenchScores:
+    """Aggregate per-image records (see ``BenchAccumulator.add`` for their form)."""
+    acc = BenchAccumulator()
+    for rec in images:
+        acc.add(rec)
+    return acc.result()

@@ -4,10 +4,12 @@ and on request Parquet, flat CSV and XLSX. ``pixeljury export DIR`` calls the sa
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from pixeljury.protocols.qjudger import image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
 from pixeljury.runs.manifest import MANIFEST_NAME
 from pixeljury.runs.store import ResultStore
-from pixeljury.scoring import aggregate
+from pixeljury.scoring import BenchAccumulator
 
 FORMATS = ("jsonl", "csv", "parquet", "xlsx")
 
@@ -36,6 +38,7 @@ def iter_image_records(store: ResultStore, chunk: int = 500) -> Iterator[dict[st
         failures = store.latest_failures(keys - results.keys())
         for r in batch:
             yield _image_record(r, results, failures)
+        del batch, keys, results, failures  # before the next chunk is read: one chunk in memory, not two
 
 
 def image_records(store: ResultStore) -> list[dict[str, Any]]:
@@ -65,35 +68,79 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) ->
     }
 
 
-def _light(rec: dict[str, Any]) -> dict[str, Any]:
-    """What aggregation and tables need from a record: no raw texts, no parsed JSON."""
-    keep = ("status", "truncated", "n_na", "invalid")
-    return {**{k: v for k, v in rec.items() if k not in ("dimensions", "input")},
-            "dimensions": {d: {k: v.get(k) for k in keep} for d, v in rec["dimensions"].items()}}
-
-
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
 
-def bench_by_model(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_model[rec["model"]].append(rec)
-    out = {}
-    for model, recs in by_model.items():
-        counted = [r for r in recs if r["status"] == "ok"]
-        bench = aggregate(counted).as_dict()
-        out[model] = {
-            "model": model,
+def name_hash(name: str) -> str:
+    """First 8 hex digits of the SHA-256 of the exact model name (UTF-8)."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+
+
+def bench_file_names(models: Iterable[str]) -> dict[str, str]:
+    """Model name -> its file name in ``bench/``.
+
+    A name made only of ``A-Z a-z 0-9 . _ -`` (its own slug) is used as it is: ``SDXL`` -> ``SDXL.json``.
+    Any other name gets its slug plus the first 8 hex digits of the SHA-256 of the exact name:
+    ``sdxl/base`` -> ``sdxl_base-<hash>.json``, so names that slug alike never share a file, and a
+    model's file name does not depend on which other models are in the run. Names longer than 120
+    characters are cut to 120 and hashed. Should two names still map to one file on a case-insensitive
+    file system (``SDXL`` and ``sdxl``), all of those get the hash.
+    """
+    models = list(dict.fromkeys(models))
+    hashed = {m: f"{slug(m)[:_MAX_STEM]}-{name_hash(m)}" for m in models}
+    stems = {m: m if slug(m) == m and len(m) <= _MAX_STEM else hashed[m] for m in models}
+    folded: dict[str, list[str]] = defaultdict(list)
+    for m, stem in stems.items():
+        folded[stem.casefold()].append(m)
+    for group in folded.values():
+        if len(group) > 1:
+            for m in group:
+                stems[m] = hashed[m]
+    return {m: f"{stem}.json" for m, stem in stems.items()}
+
+
+_MAX_STEM = 120  # longer names are cut (and hashed): file names stay well under the usual 255-byte limit
+
+
+class ModelBench:
+    """The bench JSON of one generator model, built one image record at a time."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.scores = BenchAccumulator()  # rows with status "ok" only
+        self.rows = self.row_errors = self.duplicates = 0
+        self.all_comparable = True
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.rows += 1
+        self.row_errors += rec["status"] == "row_error"
+        self.duplicates += rec["status"] == "duplicate"
+        if rec["status"] == "ok":
+            self.scores.add(rec)
+            self.all_comparable = self.all_comparable and bool(rec["comparable"])
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
             "manifest": f"../{MANIFEST_NAME}",
-            "comparable": bool(counted) and all(r["comparable"] for r in counted),
-            **bench,
-            "rows": len(recs),
-            "row_errors": sum(r["status"] == "row_error" for r in recs),
-            "duplicates": sum(r["status"] == "duplicate" for r in recs),
+            "comparable": self.scores.n_images > 0 and self.all_comparable,
+            **self.scores.result().as_dict(),
+            "rows": self.rows,
+            "row_errors": self.row_errors,
+            "duplicates": self.duplicates,
         }
-    return out
+
+
+def bench_by_model(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Model -> bench JSON, models in order of first appearance."""
+    benches: dict[str, ModelBench] = {}
+    for rec in records:
+        b = benches.get(rec["model"])
+        if b is None:
+            b = benches[rec["model"]] = ModelBench(rec["model"])
+        b.add(rec)
+    return {m: b.result() for m, b in benches.items()}
 
 
 def _flat_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -111,20 +158,43 @@ def _flat_scores(scores: dict[str, Any]) -> dict[str, Any]:
     return cols
 
 
-def flat_image_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    table = []
-    for rec in records:
-        counts = defaultdict(int)
-        for d in rec["dimensions"].values():
-            counts[d["status"]] += 1
-        table.append({
-            "row": rec["row"], "model": rec["model"], "ID": rec["ID"], "prompt": rec["prompt"],
-            "image_path": rec["image_path"], "image_sha256": rec["image_sha256"], "status": rec["status"],
-            "comparable": rec["comparable"], "errors": "; ".join(rec["errors"]),
-            "parse_failures": counts["parse_failure"], "dimension_errors": counts["error"],
-            **_flat_scores(rec["scores"]), "manifest": MANIFEST_NAME,
-        })
-    return table
+def flat_image_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """One line of per_image.csv / per_image.parquet / the Images sheet."""
+    counts: dict[str, int] = defaultdict(int)
+    for d in rec["dimensions"].values():
+        counts[d["status"]] += 1
+    return {
+        "row": rec["row"], "model": rec["model"], "ID": rec["ID"], "prompt": rec["prompt"],
+        "image_path": rec["image_path"], "image_sha256": rec["image_sha256"], "status": rec["status"],
+        "comparable": rec["comparable"], "errors": "; ".join(rec["errors"]),
+        "parse_failures": counts["parse_failure"], "dimension_errors": counts["error"],
+        **_flat_scores(rec["scores"]), "manifest": MANIFEST_NAME,
+    }
+
+
+def flat_image_table(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [flat_image_row(rec) for rec in records]
+
+
+_INT_COLUMNS = ("row", "ID", "parse_failures", "dimension_errors")
+_TEXT_COLUMNS = ("model", "prompt", "image_path", "image_sha256", "status", "errors", "manifest")
+
+
+def parquet_schema(columns: list[str]):
+    """Column types of per_image.parquet, the same in every chunk and every run: counts and IDs int64,
+    ``comparable`` bool, text columns string, every score column float64 (even when all empty)."""
+    import pyarrow as pa
+
+    def typ(c: str):
+        if c in _INT_COLUMNS:
+            return pa.int64()
+        if c == "comparable":
+            return pa.bool_()
+        if c in _TEXT_COLUMNS:
+            return pa.string()
+        return pa.float64()
+
+    return pa.schema([(c, typ(c)) for c in columns])
 
 
 def summary_rows(bench: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,73 +222,201 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _write_xlsx(path: Path, bench: dict[str, dict[str, Any]], table: list[dict[str, Any]]) -> None:
-    from openpyxl import Workbook
+_LEVEL_SHEETS = {
+    "Level-1": [(l1,) for l1 in L1_NAMES],
+    "Level-2": [(l1, l2) for l1, l2s in TREE.items() for l2 in l2s],
+    "Level-3": [(l1, l2, l3) for l1, l2s in TREE.items() for l2, l3s in l2s.items() for l3 in l3s],
+}
 
-    wb = Workbook()
-    sheets = {
-        "Level-1": [(l1,) for l1 in L1_NAMES],
-        "Level-2": [(l1, l2) for l1, l2s in TREE.items() for l2 in l2s],
-        "Level-3": [(l1, l2, l3) for l1, l2s in TREE.items() for l2, l3s in l2s.items() for l3 in l3s],
-    }
-    first = True
-    for title, paths in sheets.items():
-        ws = wb.active if first else wb.create_sheet()
-        first = False
-        ws.title = title
-        ws.append(["model", "total"] + [" / ".join(p) for p in paths])
-        for b in bench.values():
-            vals = []
-            for p in paths:
-                node: Any = {1: b["level1"], 2: b["level2"], 3: b["level3"]}[len(p)]
-                for part in p:
-                    node = node.get(part) if isinstance(node, dict) else None
-                vals.append(node)
-            ws.append([b["model"], b["total"]] + vals)
-    ws = wb.create_sheet("Images")
-    if table:
-        ws.append(list(table[0]))
-        for row in table:
-            ws.append([v if not isinstance(v, (dict, list)) else json.dumps(v) for v in row.values()])
-    wb.save(path)
+
+def _xlsx_value(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (dict, list)) else v
+
+
+class _Sinks:
+    """The per-image outputs, fed one record at a time; each is written to a temporary file named
+    for this process and moved into place by ``commit`` (so concurrent writers never share a file,
+    and a reader never sees half a file)."""
+
+    PARQUET_CHUNK = 4096  # rows per Parquet row group
+
+    def __init__(self, run_dir: Path, formats: tuple[str, ...]):
+        self.paths: dict[str, Path] = {"per_image": run_dir / "per_image.jsonl"}
+        if "csv" in formats:
+            self.paths["csv"] = run_dir / "per_image.csv"
+        if "parquet" in formats:
+            self.paths["parquet"] = run_dir / "per_image.parquet"
+        if "xlsx" in formats:
+            self.paths["xlsx"] = run_dir / "scores.xlsx"
+        self.tmp = {k: _tmp_path(p) for k, p in self.paths.items()}
+        self.flat = len(self.paths) > 1
+        self._jsonl = open(self.tmp["per_image"], "w", encoding="utf-8")
+        self._csv_fh = self._csv = None
+        self._parquet = None
+        self._parquet_schema = None
+        self._parquet_cols: dict[str, list[Any]] = {}  # buffered rows, by column (compact)
+        self._parquet_n = 0
+        self._columns: list[str] | None = None
+        self._wb = self._images = None
+        if "csv" in self.paths:
+            self._csv_fh = open(self.tmp["csv"], "w", newline="", encoding="utf-8")
+        if "xlsx" in self.paths:
+            from openpyxl import Workbook
+
+            self._wb = Workbook(write_only=True)
+            for title in _LEVEL_SHEETS:  # filled by finish(), from the bench results; first in the book
+                self._wb.create_sheet(title)
+            self._images = self._wb.create_sheet("Images")
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
+        if not self.flat:
+            return
+        row = flat_image_row(rec)
+        if self._columns is None:
+            self._columns = list(row)
+            if self._csv_fh is not None:
+                self._csv = csv.DictWriter(self._csv_fh, fieldnames=self._columns)
+                self._csv.writeheader()
+            if self._images is not None:
+                self._images.append(self._columns)
+        if self._csv is not None:
+            self._csv.writerow(row)
+        if self._images is not None:
+            self._images.append([_xlsx_value(v) for v in row.values()])
+        if "parquet" in self.paths:
+            for col, v in row.items():
+                self._parquet_cols.setdefault(col, []).append(v)
+            self._parquet_n += 1
+            if self._parquet_n >= self.PARQUET_CHUNK:
+                self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        """Write the buffered rows as one row group, with the schema every row group shares."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            self._parquet_schema = parquet_schema(self._columns or list(flat_image_row(_EMPTY_RECORD)))
+            self._parquet = pq.ParquetWriter(self.tmp["parquet"], self._parquet_schema)
+        cols = {c: self._parquet_cols.get(c, []) for c in self._parquet_schema.names}
+        self._parquet.write_table(pa.Table.from_pydict(cols, schema=self._parquet_schema))
+        self._parquet_cols, self._parquet_n = {}, 0
+
+    def finish(self, bench: dict[str, dict[str, Any]]) -> None:
+        """Close every file; the XLSX gets its Level sheets from ``bench``."""
+        self._jsonl.close()
+        if self._csv_fh is not None:
+            self._csv_fh.close()
+        if "parquet" in self.paths:
+            if self._parquet_n or self._parquet is None:
+                self._flush_parquet()
+            self._parquet.close()
+        if self._wb is not None:
+            for title, paths in _LEVEL_SHEETS.items():
+                ws = self._wb[title]
+                ws.append(["model", "total"] + [" / ".join(p) for p in paths])
+                for b in bench.values():
+                    vals = []
+                    for p in paths:
+                        node: Any = {1: b["level1"], 2: b["level2"], 3: b["level3"]}[len(p)]
+                        for part in p:
+                            node = node.get(part) if isinstance(node, dict) else None
+                        vals.append(node)
+                    ws.append([b["model"], b["total"]] + vals)
+            self._wb.save(self.tmp["xlsx"])
+
+    def abort(self) -> None:
+        for fh in (self._jsonl, self._csv_fh):
+            if fh is not None:
+                fh.close()
+        if self._parquet is not None:
+            try:
+                self._parquet.close()
+            except Exception:  # noqa: BLE001 - cleaning up after another error
+                pass
+        for tmp in self.tmp.values():
+            tmp.unlink(missing_ok=True)
+
+
+_EMPTY_RECORD: dict[str, Any] = {"row": None, "model": None, "ID": None, "prompt": None, "image_path": None,
+                                 "image_sha256": None, "status": None, "comparable": None, "errors": [],
+                                 "dimensions": {}, "scores": {}}
+
+
+def _tmp_path(path: Path) -> Path:
+    """``<name>.<pid>.tmp`` beside ``path``: unique to this process."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = _tmp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _is_bench_file(path: Path) -> bool:
+    """A file this module wrote into bench/: a JSON object with our "model" and "manifest" fields."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model" in data and data.get("manifest") == f"../{MANIFEST_NAME}"
 
 
 def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...] = ("jsonl",)) -> dict[str, Path]:
-    """Write the standard outputs (always: per_image.jsonl, bench/<model>.json, summary.csv) plus ``formats``."""
+    """Write the standard outputs (always: per_image.jsonl, bench/<model>.json, summary.csv) plus ``formats``.
+
+    One pass over the store: each image record goes to every per-image file as it is read and into its
+    model's running aggregate, so memory does not grow with the number of rows."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    out: dict[str, Path] = {}
-    path = run_dir / "per_image.jsonl"
-    records = []  # light records only: raw texts go straight to the file
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    sinks = _Sinks(run_dir, tuple(formats))
+    benches: dict[str, ModelBench] = {}
+    try:
         for rec in iter_image_records(store):
-            fh.write(json.dumps(rec, ensure_ascii=False, default=str) + "\n")
-            records.append(_light(rec))
-    tmp.replace(path)
-    out["per_image"] = path
-    bench = bench_by_model(records)
-    bench_dir = run_dir / "bench"
-    bench_dir.mkdir(exist_ok=True)
-    for model, b in bench.items():
-        p = bench_dir / f"{slug(model)}.json"
-        p.write_text(json.dumps(b, indent=2, ensure_ascii=False), encoding="utf-8")
-        out[f"bench:{model}"] = p
-    out["summary"] = run_dir / "summary.csv"
-    _write_csv(out["summary"], summary_rows(bench))
-    table = flat_image_table(records) if set(formats) & {"csv", "parquet", "xlsx"} else []
-    if "csv" in formats:
-        out["csv"] = run_dir / "per_image.csv"
-        _write_csv(out["csv"], table)
-    if "parquet" in formats:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        out["parquet"] = run_dir / "per_image.parquet"
-        pq.write_table(pa.Table.from_pylist(table), out["parquet"])
-    if "xlsx" in formats:
-        out["xlsx"] = run_dir / "scores.xlsx"
-        _write_xlsx(out["xlsx"], bench, table)
+            sinks.add(rec)
+            b = benches.get(rec["model"])
+            if b is None:
+                b = benches[rec["model"]] = ModelBench(rec["model"])
+            b.add(rec)
+        bench = {m: b.result() for m, b in benches.items()}
+        sinks.finish(bench)
+    except BaseException:
+        sinks.abort()
+        raise
+    out: dict[str, Path] = {}
+    try:
+        sinks.tmp["per_image"].replace(sinks.paths["per_image"])
+        out["per_image"] = sinks.paths["per_image"]
+        bench_dir = run_dir / "bench"
+        bench_dir.mkdir(exist_ok=True)
+        names = bench_file_names(bench)
+        for model, b in bench.items():
+            p = bench_dir / names[model]
+            _write_text_atomic(p, json.dumps(b, indent=2, ensure_ascii=False))
+            out[f"bench:{model}"] = p
+        written = set(names.values())
+        for stale in bench_dir.glob("*.json"):  # models no longer in the run, or files named by an older version
+            if stale.name not in written and _is_bench_file(stale):
+                stale.unlink(missing_ok=True)
+        out["summary"] = run_dir / "summary.csv"
+        tmp = _tmp_path(out["summary"])
+        try:
+            _write_csv(tmp, summary_rows(bench))
+            tmp.replace(out["summary"])
+        finally:
+            tmp.unlink(missing_ok=True)
+        for key in ("csv", "parquet", "xlsx"):
+            if key in sinks.paths:
+                sinks.tmp[key].replace(sinks.paths[key])
+                out[key] = sinks.paths[key]
+    finally:
+        for tmp in sinks.tmp.values():
+            tmp.unlink(missing_ok=True)
     return out
