@@ -200,3 +200,22 @@ def test_cli_exit_code_is_1_when_requests_lack_results(tmp_path):
     assert res.exit_code == 1, res.output
     assert "2 requests have no result" in res.output
     assert (tmp_path / "run" / "per_image.jsonl").is_file()
+
+
+def test_export_reads_results_of_an_older_parser_again_without_the_model(tmp_path):
+    inp = rows_file(tmp_path, 1)
+    answer = '<think>x</think>{"Detail": {"Noise": {"score": "high"}}}'
+    judge(inp, tmp_path / "run", ReplayEngine.constant(answer), dimensions=["Quality"])
+    db = tmp_path / "run" / "results.sqlite"
+    with sqlite3.connect(db) as conn:  # what parser version 1 stored: no version field, "all_na"
+        conn.execute("""UPDATE results SET parsed = '{"status": "all_na", "n_na": 0, "invalid": []}'""")
+    from typer.testing import CliRunner
+
+    from pixeljury.cli import app
+
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    dim = pixeljury.load_images(tmp_path / "run")[0]["dimensions"]["Quality"]
+    assert dim["status"] == "parse_failure" and dim["error"].startswith("no valid score values: 1 invalid")
+    bench = pixeljury.load_bench(tmp_path / "run")["in"]
+    assert bench["counts"]["Quality"]["parse_failures"] == 1

@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pixeljury.protocols.qjudger import image_scores_from_dicts
+from pixeljury.protocols.qjudger import current_result, image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
 from pixeljury.runs.manifest import MANIFEST_NAME
 from pixeljury.runs.store import ResultStore
@@ -52,7 +52,8 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) ->
         if res is None:
             dims[dim] = {"status": "error", "error": failures.get(key, "not computed"), "raw_text": None}
             continue
-        entry = dict(res.parsed or {})
+        # Parsed again from the stored text if an older parser wrote it: outputs follow the current rules.
+        entry = dict(current_result(res.parsed, res.raw_text, res.reasoning, res.finish_reason, dim) or {})
         entry.update(raw_text=res.raw_text, reasoning=res.reasoning, finish_reason=res.finish_reason,
                      completion_tokens=res.completion_tokens)
         dims[dim] = entry
