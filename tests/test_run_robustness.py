@@ -219,3 +219,15 @@ def test_export_reads_results_of_an_older_parser_again_without_the_model(tmp_pat
     assert dim["status"] == "parse_failure" and dim["error"].startswith("no valid score values: 1 invalid")
     bench = pixeljury.load_bench(tmp_path / "run")["in"]
     assert bench["counts"]["Quality"]["parse_failures"] == 1
+
+
+def test_a_rerun_keeps_the_earlier_runs_manifest(tmp_path):
+    inp = rows_file(tmp_path, 2)
+    run = tmp_path / "run"
+    judge(inp, run, ReplayEngine(answer_for, model_id="judge-a"), dimensions=["Quality"])
+    first = json.loads((run / "manifest.json").read_text())
+    judge(inp, run, ReplayEngine(answer_for, model_id="judge-a"), dimensions=["Quality"])
+    second = json.loads((run / "manifest.json").read_text())
+    archived = json.loads((run / second["previous_manifest"]).read_text())
+    assert archived == first and second["previous_manifest"].startswith("manifests/manifest-")
+    assert (second["reused"], second["computed"]) == (2, 0) and (first["reused"], first["computed"]) == (0, 2)

@@ -27,7 +27,7 @@ from pixeljury.rubric.taxonomy import L1_NAMES, canonical_l1
 from pixeljury.runs.exports import FORMATS as EXPORT_FORMATS
 from pixeljury.runs.exports import write_run_outputs
 from pixeljury.runs.lock import RunLock
-from pixeljury.runs.manifest import environment, iso_now, write_manifest
+from pixeljury.runs.manifest import archive_manifest, environment, iso_now, write_manifest
 from pixeljury.runs.plan import KeyContext, PlannedRow, RowPlanner
 from pixeljury.runs.progress import RunProgress
 from pixeljury.runs.store import ResultRecord, ResultStore
@@ -332,6 +332,9 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                 rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
                 stored = store.count()
                 manifest = _manifest(config, engine, inputs.rubric, ctx, len(rows.rows), out)
+                previous = archive_manifest(out)
+                if previous is not None:
+                    manifest["previous_manifest"] = str(previous.relative_to(out))
                 write_manifest(out, manifest)
                 if stored:
                     console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")

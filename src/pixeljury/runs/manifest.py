@@ -62,6 +62,32 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def archive_manifest(run_dir: Path) -> Path | None:
+    """Move the previous run's manifest to ``manifests/`` before a new run writes its own.
+
+    Results reused from an earlier run were produced under that run's settings; its manifest stays
+    next to the new one, and each result's ``created_at`` falls between one manifest's
+    ``started_at`` and ``finished_at``.
+    """
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        started = json.loads(path.read_text(encoding="utf-8")).get("started_at") or ""
+    except (OSError, json.JSONDecodeError):
+        started = ""
+    stamp = "".join(c for c in started if c.isalnum()) or str(path.stat().st_mtime_ns)
+    folder = path.parent / "manifests"
+    folder.mkdir(exist_ok=True)
+    dest = folder / f"manifest-{stamp}.json"
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = folder / f"manifest-{stamp}-{n}.json"
+    path.replace(dest)
+    return dest
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST_NAME
     if not path.is_file():
