@@ -85,13 +85,18 @@ def test_a_refusal_that_retrying_cannot_fix_stops_the_run_keeping_its_rows(tmp_p
     s = judge(inp, tmp_path / "run", engine, dimensions=["Quality"], retries=3)
     assert engine.attempts == 1  # neither retried nor tried on the next batch
     assert s.stopped and "HTTP 401: bad key" in s.stopped and not s.complete
-    assert (s.requests, s.computed, s.failed) == (5, 0, 5)
+    # Rows beyond the planning frontier are not hashed after the stop: the engine must be fixed first.
+    assert s.computed == 0 and s.failed == s.requests and 1 <= s.requests < 5
     images = pixeljury.load_images(tmp_path / "run")
-    assert len(images) == 5  # every row is listed in the outputs
+    assert len(images) == s.requests  # one request per row here
     assert "HTTP 401" in images[0]["dimensions"]["Quality"]["error"]
-    assert images[1]["dimensions"]["Quality"]["error"] == "not computed"
+    assert all(r["dimensions"]["Quality"]["error"] == "not computed" for r in images[1:])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["stopped"] == s.stopped and manifest["failed_requests"] == 5
+    assert manifest["stopped"] == s.stopped and manifest["failed_requests"] == s.failed
+    assert manifest["rows_planned"] == len(images) and manifest["rows"] == 5
+    healed = ReplayEngine(answer_for)
+    again = judge(inp, tmp_path / "run", healed, dimensions=["Quality"])
+    assert again.complete and healed.calls == 5 and len(pixeljury.load_images(tmp_path / "run")) == 5
 
 
 def test_a_run_stops_after_max_failed_batches_in_a_row(tmp_path):
@@ -231,3 +236,76 @@ def test_a_rerun_keeps_the_earlier_runs_manifest(tmp_path):
     archived = json.loads((run / second["previous_manifest"]).read_text())
     assert archived == first and second["previous_manifest"].startswith("manifests/manifest-")
     assert (second["reused"], second["computed"]) == (2, 0) and (first["reused"], first["computed"]) == (0, 2)
+
+
+def test_batches_whose_every_request_errors_count_as_failed_batches(tmp_path):
+    """A remote engine reports an unreachable server per request, not by raising."""
+    inp = rows_file(tmp_path, 12)
+    engine = ReplayEngine(lambda r: None, batch_size=2)  # every request: "no recorded answer"
+    s = judge(inp, tmp_path / "run", engine, dimensions=["Quality"], max_failed_batches=2)
+    assert engine.calls == 4 and s.stopped.startswith("2 batches in a row failed; last error: no recorded answer")
+
+
+def test_an_interrupted_run_stops_hashing_and_keeps_the_hashes_it_made(tmp_path):
+    import threading
+
+    from pixeljury.runs.store import ResultStore
+
+    inp = rows_file(tmp_path, 40)
+
+    class Interrupting(ReplayEngine):
+        def generate(self, requests, params):
+            if self.calls >= 8:
+                raise KeyboardInterrupt
+            return super().generate(requests, params)
+
+    with pytest.raises(KeyboardInterrupt):
+        judge(inp, tmp_path / "run", Interrupting(answer_for, batch_size=4), dimensions=["Quality"])
+    assert not [t for t in threading.enumerate() if t.name.startswith("pixeljury-hash")]
+    with ResultStore.in_dir(tmp_path / "run") as store:
+        cached, stored = store.cached_hashes(), store.count()
+        rows = list(store.iter_rows())
+    assert stored == 8 and [r["row"] for r in rows] == list(range(len(rows))) and 12 <= len(rows) < 40
+    assert len(cached) >= len(rows)  # every planned row's hash, and those finished ahead of the plan
+
+
+def test_a_shorter_interrupted_rerun_keeps_the_earlier_plans_tail_until_planning_completes(tmp_path):
+    from pixeljury.runs.store import ResultStore
+
+    inp = rows_file(tmp_path, 10)
+    judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Quality"])
+    rows = [json.loads(line) for line in inp.read_text().splitlines()][:6]
+    write_jsonl(inp, rows)
+    judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Quality"])
+    with ResultStore.in_dir(tmp_path / "run") as store:
+        assert [r["row"] for r in store.iter_rows()] == list(range(6))
+
+
+def test_each_file_is_hashed_once_however_many_rows_use_it(tmp_path, monkeypatch):
+    names = make_images(tmp_path / "imgs", 2)
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p{i}", "image_path": names[i % 2]} for i in range(50)])
+    hashed: list[str] = []
+    real = plan_module._stat_and_hash
+    monkeypatch.setattr(plan_module, "_stat_and_hash", lambda p: hashed.append(str(p)) or real(p))
+    s = judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Quality"])
+    assert s.computed == 50 and sorted(hashed) == sorted(str(tmp_path / n) for n in names)
+
+
+def test_a_stale_cached_hash_is_corrected_so_the_next_run_judges_the_new_file(tmp_path):
+    target = tmp_path / "img.bmp"  # BMP: same size on disk for any content of the same dimensions
+    Image.new("RGB", (40, 30), (1, 1, 1)).save(target)
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p", "image_path": "img.bmp"}])
+    judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Quality"])  # caches the hash
+    st = os.stat(target)
+    Image.new("RGB", (40, 30), (200, 9, 9)).save(target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime, as `cp -p` leaves it
+    assert os.stat(target).st_size == st.st_size
+    # A request not stored yet is decoded: the content no longer matches the cached hash.
+    first = judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Alignment"])
+    assert first.failed == 1
+    assert "changed during the run" in pixeljury.load_images(tmp_path / "run")[0]["dimensions"]["Alignment"]["error"]
+    second = judge(inp, tmp_path / "run", ReplayEngine(answer_for), dimensions=["Alignment"])
+    assert second.complete and second.computed == 1
+    from pixeljury.data.images import sha256_file
+
+    assert pixeljury.load_images(tmp_path / "run")[0]["image_sha256"] == sha256_file(target)

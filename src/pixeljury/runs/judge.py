@@ -7,6 +7,7 @@ become scores.
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
@@ -162,14 +163,22 @@ class _WorkStream:
             self.set_total(self.to_compute)
 
     def batches(self) -> Iterator[list[Work]]:
-        self.store.clear_rows()
+        planned = iter(self.rows)
+        try:
+            yield from self._batches(planned)
+        finally:
+            planned.close()  # stops the hashing threads and saves the hashes computed so far
+
+    def _batches(self, planned: Iterator[PlannedRow]) -> Iterator[list[Work]]:
+        # Rows are upserted by index as they are planned, and those past the end of the input are
+        # dropped once planning is complete: a run stopped half-way leaves the earlier plan's tail.
         # Keys are looked up in the store a chunk at a time: small at first, so the first batch goes
         # out after a few rows; larger later, so resuming a big run takes few queries.
         lookup = self.size
         candidates: list[Work] = []
         pending: list[Work] = []
         unsaved: list[PlannedRow] = []
-        for source, row in zip(self.rows.rows, self.rows):
+        for source, row in zip(self.rows.rows, planned):
             self.planned.append(row)
             unsaved.append(row)
             _report_row(row, self.console)
@@ -194,6 +203,7 @@ class _WorkStream:
                     pending = pending[self.size :]
         pending += self._not_stored(candidates)
         self.store.add_rows(r.payload() for r in unsaved)
+        self.store.drop_rows_from(len(self.rows.rows))
         for i in range(0, len(pending), self.size):
             yield pending[i : i + self.size]
 
@@ -231,7 +241,12 @@ class _Runner:
             except ImageLoadError as exc:
                 self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
+                self.store.record_failure("image", f"row {row.row}: image {row.image_abspath} could not be decoded "
+                                          f"({type(exc).__name__}: {exc})", key=key, row_index=row.row)
+                continue
             if info.sha256 != row.image_sha256:
+                self._forget_hash(Path(row.image_abspath), info.sha256)
                 # The file was rewritten after it was hashed: its result must not go under the old key.
                 self.store.record_failure("image", f"row {row.row}: image file {row.image_abspath} changed during "
                                           "the run; rerun to judge the new file", key=key, row_index=row.row)
@@ -243,6 +258,15 @@ class _Runner:
             kept.append((row, dim, key))
         return requests, kept
 
+    def _forget_hash(self, path: Path, sha256: str) -> None:
+        """Replace a stale cached hash (a file rewritten keeping its size and mtime, as `cp -p` does),
+        so the next run plans the file with its real content hash."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self.store.save_hashes([(str(path), st.st_size, st.st_mtime_ns, sha256)])
+
     def _generate(self, requests: list[ChatRequest], kept: list[Work]) -> list | None:
         attempts = 1 + max(0, self.config.retries)
         for attempt in range(1, attempts + 1):
@@ -251,7 +275,6 @@ class _Runner:
                 if [g.request_id for g in gens] != [r.request_id for r in requests]:
                     raise EngineError(f"engine returned {len(gens)} generations for {len(requests)} requests, "
                                       "or out of order", retryable=False)
-                self.failed_in_a_row = 0
                 return gens
             except EngineError as exc:
                 reason, retryable = str(exc), exc.retryable
@@ -264,15 +287,20 @@ class _Runner:
                 for row, dim, key in kept:
                     self.store.record_failure("engine", f"row {row.row} {dim}: {reason}", key=key, row_index=row.row,
                                               attempts=attempt)
-                self.failed_in_a_row += 1
                 if not retryable:
                     # e.g. refused credentials or an unknown model: every later batch would fail the same way
                     self.stopped = f"the engine refused a batch with an error that retrying cannot fix: {reason}"
-                elif self.failed_in_a_row >= self.config.max_failed_batches:
-                    self.stopped = f"{self.failed_in_a_row} batches in a row failed; last error: {reason}"
+                self._batch_failed(reason)
                 return None
             time.sleep(self.config.retry_wait * attempt)
         return None
+
+    def _batch_failed(self, reason: str) -> None:
+        """A batch without a single answer (raised, or every request came back as an error, as a
+        remote engine reports an unreachable server): enough of them in a row stop the run."""
+        self.failed_in_a_row += 1
+        if self.stopped is None and self.failed_in_a_row >= self.config.max_failed_batches:
+            self.stopped = f"{self.failed_in_a_row} batches in a row failed; last error: {reason}"
 
     def _record(self, row: PlannedRow, dim: str, key: str, gen: Any) -> ResultRecord:
         result = qjudger.parse(gen, dim)
@@ -293,6 +321,10 @@ class _Runner:
             progress.advance(len(batch), errors=len(batch))
             return
         records, parse_failures, errors, tokens = [], 0, failed_images, 0
+        if gens and all(g.error is not None for g in gens):
+            self._batch_failed(gens[-1].error or "")
+        elif gens:
+            self.failed_in_a_row = 0
         for (row, dim, key), gen in zip(kept, gens):
             if gen.error is not None:
                 errors += 1
@@ -346,25 +378,26 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                     batches = work.batches()
                     # Images of the next batch are decoded while the engine works on this one; at most
                     # two batches of images are in memory at a time.
-                    current = next(batches, None)
-                    images = runner.prefetch(pool, current)
-                    while current is not None and runner.stopped is None:
-                        following = next(batches, None)
-                        ahead = runner.prefetch(pool, following)
-                        runner.run_batch(current, images, progress)
-                        current, images = following, ahead
-                    if runner.stopped is not None:
-                        for image in images.values():
+                    try:
+                        current = next(batches, None)
+                        images = runner.prefetch(pool, current)
+                        while current is not None and runner.stopped is None:
+                            following = next(batches, None)
+                            ahead = runner.prefetch(pool, following)
+                            runner.run_batch(current, images, progress)
+                            current, images = following, ahead
+                        for image in images.values():  # left over when the run stopped early
                             image.cancel()
+                    finally:
+                        batches.close()  # on any exit: hashing threads stopped, hashes so far saved
+                    if runner.stopped is not None:
+                        # Rows not planned yet are not hashed now: the engine must be fixed first.
                         console.print(f"[bold red]run stopped:[/] {runner.stopped}. Finished results are kept; "
                                       "rerun the same command to continue.")
-                        for _ in batches:  # finish planning, so the outputs list every row
-                            pass
-                        batches.close()
                 failed = len(work.all_keys - store.existing_keys(work.all_keys))
                 manifest.update(
                     finished_at=iso_now(), requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
-                    failed_requests=failed, stopped=runner.stopped,
+                    failed_requests=failed, stopped=runner.stopped, rows_planned=len(work.planned),
                 )
                 write_manifest(out, manifest)
             outputs = write_run_outputs(out, store, ("jsonl",) + tuple(config.export_formats))

@@ -127,6 +127,7 @@ class RowPlanner:
     def __iter__(self) -> Iterator[PlannedRow]:
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pixeljury-hash")
         hashes: dict[int, Future | str] = {}  # row position -> digest, or the future computing it
+        inflight: dict[str, Future] = {}  # path -> the future hashing it (rows sharing a file share it)
         submitted = 0
         seen: dict[tuple, int] = {}
         try:
@@ -135,12 +136,26 @@ class RowPlanner:
                 while submitted < min(len(self.rows), pos + self.lookahead):
                     ahead = self.rows[submitted]
                     if ahead.image_path is not None and not ahead.errors:
+                        path = str(ahead.image_path)
                         cached = self._cached(ahead.image_path)
-                        hashes[submitted] = cached if cached is not None else pool.submit(_stat_and_hash, ahead.image_path)
+                        if cached is not None:
+                            hashes[submitted] = cached
+                        else:
+                            if path not in inflight:
+                                inflight[path] = pool.submit(_stat_and_hash, ahead.image_path)
+                            hashes[submitted] = inflight[path]
                     submitted += 1
+                if r.image_path is not None:
+                    inflight.pop(str(r.image_path), None)  # from now on the cache knows it
                 yield self._plan_one(r, hashes.pop(pos, None), seen)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            # Hashes finished ahead of a stopped plan are kept for the next run too.
+            for pos, pending in hashes.items():
+                if isinstance(pending, Future) and pending.done() and not pending.cancelled() \
+                        and pending.exception() is None:
+                    size, mtime, digest = pending.result()
+                    self._fresh.append((str(self.rows[pos].image_path), size, mtime, digest))
             self.flush()
 
     def _image_hash(self, r: InputRow, pending: Future | str | None, errors: list[str]) -> str | None:
@@ -164,6 +179,8 @@ class RowPlanner:
             return None
         self._known[str(path)] = (size, mtime, digest)
         self._fresh.append((str(path), size, mtime, digest))
+        if len(self._fresh) >= 256:
+            self.flush()  # a run killed later still keeps these
         return digest
 
     def _plan_one(self, r: InputRow, pending: Future | str | None, seen: dict[tuple, int]) -> PlannedRow:

@@ -152,7 +152,7 @@ class ResultStore:
             (
                 r.key, r.protocol, r.dimension, r.image_sha256, storable_text(r.prompt), r.model_id,
                 _json(r.key_fields, sort_keys=True, default=str), r.status, storable_text(r.raw_text),
-                storable_text(r.reasoning), None if r.parsed is None else _json(r.parsed),
+                storable_text(r.reasoning), None if r.parsed is None else _json(r.parsed, default=str),
                 r.finish_reason, r.prompt_tokens, r.completion_tokens, r.seconds, storable_text(r.error), r.created_at,
             )
             for r in records
@@ -228,6 +228,12 @@ class ResultStore:
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute("DELETE FROM rows")
+
+    def drop_rows_from(self, first_row: int) -> None:
+        """Forget planned rows with index >= ``first_row`` (the input got shorter)."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM rows WHERE row_index >= ?", (first_row,))
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         data = [(r["row"], _json(r, default=str)) for r in rows]
