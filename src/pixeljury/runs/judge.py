@@ -178,31 +178,34 @@ class _WorkStream:
         candidates: list[Work] = []
         pending: list[Work] = []
         unsaved: list[PlannedRow] = []
-        for source, row in zip(self.rows.rows, planned):
-            self.planned.append(row)
-            unsaved.append(row)
-            _report_row(row, self.console)
-            queued = 0
-            if row.status == "ok":
-                for dim, key in row.keys.items():
-                    if key not in self.all_keys:
-                        self.all_keys.add(key)
-                        candidates.append((row, dim, key))
-                        queued += 1
-            if not source.errors:  # counted in the upper bound
-                self._drop(len(self.rows.dimensions_of(source)) - queued)
-            if len(candidates) >= lookup:
-                pending += self._not_stored(candidates)
-                candidates = []
-                lookup = min(2 * lookup, max(self.size, 1024))
-            if len(pending) >= self.size:
-                self.store.add_rows(r.payload() for r in unsaved)
-                unsaved = []
-                while len(pending) >= self.size:
-                    yield pending[: self.size]
-                    pending = pending[self.size :]
-        pending += self._not_stored(candidates)
-        self.store.add_rows(r.payload() for r in unsaved)
+        try:
+            for source, row in zip(self.rows.rows, planned):
+                self.planned.append(row)
+                unsaved.append(row)
+                _report_row(row, self.console)
+                queued = 0
+                if row.status == "ok":
+                    for dim, key in row.keys.items():
+                        if key not in self.all_keys:
+                            self.all_keys.add(key)
+                            candidates.append((row, dim, key))
+                            queued += 1
+                if not source.errors:  # counted in the upper bound
+                    self._drop(len(self.rows.dimensions_of(source)) - queued)
+                if len(candidates) >= lookup:
+                    pending += self._not_stored(candidates)
+                    candidates = []
+                    lookup = min(2 * lookup, max(self.size, 1024))
+                if len(pending) >= self.size:
+                    self.store.add_rows(r.payload() for r in unsaved)
+                    unsaved = []
+                    while len(pending) >= self.size:
+                        yield pending[: self.size]
+                        pending = pending[self.size :]
+            pending += self._not_stored(candidates)
+        finally:
+            # Every planned row is recorded, also when the run stops or is interrupted here.
+            self.store.add_rows(r.payload() for r in unsaved)
         self.store.drop_rows_from(len(self.rows.rows))
         for i in range(0, len(pending), self.size):
             yield pending[i : i + self.size]
