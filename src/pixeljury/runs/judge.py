@@ -156,6 +156,7 @@ class _WorkStream:
         self.all_keys: set[str] = set()
         self.reused = 0
         self.to_compute = rows.upper_bound_requests()  # until planning says otherwise
+        set_total(self.to_compute)
 
     def _drop(self, n: int) -> None:
         if n:
@@ -375,7 +376,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                     console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
                 runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
                 size = config.batch_size or engine.preferred_batch_size
-                with RunProgress(rows.upper_bound_requests(), quiet=config.quiet, console=console) as progress, \
+                with RunProgress(0, quiet=config.quiet, console=console) as progress, \
                         ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
                     work = _WorkStream(rows, store, size, console, set_total=progress.set_total)
                     batches = work.batches()

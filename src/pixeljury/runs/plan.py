@@ -226,18 +226,3 @@ class RowPlanner:
         if self._fresh:
             self.store.save_hashes(self._fresh)
             self._fresh = []
-
-
-def plan_rows(
-    rows: Iterable[InputRow],
-    *,
-    store: ResultStore,
-    rubric: Rubric,
-    ctx: KeyContext,
-    metadata: BenchMetadata | None,
-    custom_dimensions: list[str],
-    benchmark_comparable: bool,
-) -> list[PlannedRow]:
-    """Plan every row at once (see :class:`RowPlanner` for planning while a run goes on)."""
-    return list(RowPlanner(rows, store=store, rubric=rubric, ctx=ctx, metadata=metadata,
-                           custom_dimensions=custom_dimensions, benchmark_comparable=benchmark_comparable))

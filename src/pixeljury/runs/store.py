@@ -221,13 +221,8 @@ class ResultStore:
 
     # -- the row plan of the latest run (lets `export` rebuild outputs without the input) --------
     def replace_rows(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.clear_rows()
+        self.drop_rows_from(0)
         self.add_rows(rows)
-
-    def clear_rows(self) -> None:
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("DELETE FROM rows")
 
     def drop_rows_from(self, first_row: int) -> None:
         """Forget planned rows with index >= ``first_row`` (the input got shorter)."""
