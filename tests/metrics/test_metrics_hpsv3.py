@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from metrics_tiny import SHARED_IMAGES, save_tiny_hpsv3
+from pj_testpaths import need_shared
 from pixeljury.metrics.base import MetricUnavailable
 from pixeljury.metrics.hpsv3 import INSTRUCTION, PIXEL_BUDGET, budget_size, convert_official_state_dict, resize_to_budget
 from pixeljury.metrics.registry import load_metric
@@ -57,6 +58,7 @@ def _expected_by_hand(base, checkpoint, prompt: str, image: Image.Image) -> tupl
 
 def test_score_is_mu_at_the_reward_token_in_a_batch_with_padding(tiny):
     base, checkpoint = tiny
+    need_shared(SHARED_IMAGES)
     metric = load_metric("hpsv3", weights=str(checkpoint), base=str(base), device="cpu")
     images = [Image.open(SHARED_IMAGES / "t2v_metrics" / "1.png").convert("RGB"),  # 1920x1275
               Image.open(SHARED_IMAGES / "imagereward" / "1.webp").convert("RGB")]
@@ -86,7 +88,7 @@ def test_both_checkpoint_layouts_convert_to_the_same_weights(tmp_path, tiny):
 def test_budget_resize_on_real_images():
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    paths = sorted(p for p in SHARED_IMAGES.rglob("*") if p.suffix in (".png", ".jpg", ".webp"))
+    paths = sorted(p for p in need_shared(SHARED_IMAGES).rglob("*") if p.suffix in (".png", ".jpg", ".webp"))
     sizes = {Image.open(p).size for p in paths}
     assert (1920, 1275) in sizes and (256, 256) in sizes  # non-square and upscaled cases are covered
     for path in paths:
