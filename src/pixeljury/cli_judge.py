@@ -20,7 +20,7 @@ def _fail(message: str) -> None:
 
 def judge(
     input: Path = typer.Argument(..., help="CSV, JSON, JSONL or Parquet with prompt, image_path, optional ID and model."),
-    model: str = typer.Option(..., "--model", "-m", help="Judge model: HF hub id, local directory, or ModelScope id."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Judge model: HF hub id, local directory, or ModelScope id (not needed with --dry-run)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (resumed if it exists). Default: runs/<input name>."),
     metadata: Optional[Path] = typer.Option(None, help="Qwen-Image-Bench metadata (ID -> dims_en), JSON or JSONL."),
     rubric: str = typer.Option("official", help="official (pinned upstream checklist) or builtin (not benchmark-comparable)."),
@@ -42,6 +42,7 @@ def judge(
     export: str = typer.Option("", help="Extra export formats: csv, parquet, xlsx (comma-separated)."),
     retries: int = typer.Option(2, min=0, help="Extra attempts for a failed engine batch."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write the requests that would be sent, run no model."),
+    save_images: Optional[Path] = typer.Option(None, "--save-images", help="With --dry-run: write each image as it would be sent (lossless PNG, one per row and dimension) to this folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (for logs and CI)."),
 ) -> None:
     """Judge images with Q-Judger; writes per-image JSONL, bench JSON per model and a CSV summary."""
@@ -54,6 +55,10 @@ def judge(
     from pixeljury.runs.lock import RunLocked
 
     out = out or Path("runs") / input.stem
+    if save_images is not None and not dry_run:
+        _fail("--save-images goes with --dry-run (it writes the images a run would send, without running it)")
+    if model is None and not dry_run:
+        _fail("--model is required (an HF hub id, a local directory or a ModelScope id); only --dry-run runs without one")
     if (constrained or thinking_budget is not None) and engine not in ("vllm", "openai"):
         _fail("--constrained and --thinking-budget need --engine vllm or --engine openai")
     params = GenerationParams(max_new_tokens=max_new_tokens, json_schema_constrained=constrained,
@@ -64,18 +69,20 @@ def judge(
         batch_size=batch_size, retries=retries, quiet=quiet,
         export_formats=tuple(f.strip() for f in export.split(",") if f.strip()),
     )
-    spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype, device=device,
-                      batch_size=batch_size or EngineSpec.batch_size, endpoint=endpoint, api_key=api_key,
-                      replay_file=None if replay_file is None else str(replay_file))
     console = Console(stderr=True, quiet=quiet)
     try:
         if dry_run:
             from pixeljury.runs.dryrun import dry_run as do_dry_run
 
             dest = out / "requests.jsonl"
-            written, skipped = do_dry_run(config, model, revision, dest, console)
+            written, skipped = do_dry_run(config, model, revision, dest, console, save_images=save_images)
             typer.echo(f"{written} requests written to {dest} ({skipped} rows skipped); no model was run")
+            if save_images is not None:
+                typer.echo(f"images as the judge would see them: {save_images}/")
             return
+        spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype,
+                          device=device, batch_size=batch_size or EngineSpec.batch_size, endpoint=endpoint,
+                          api_key=api_key, replay_file=None if replay_file is None else str(replay_file))
         summary = run_judge(config, lambda: create_engine(spec), console=console)
     except (InputError, RubricError, MetadataError, EngineUnavailable, RunLocked, ValueError) as exc:
         _fail(str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -112,27 +113,88 @@ def open_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tu
     return img, info
 
 
-def load_for_judge(
-    path: Path, *, keep_aspect: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> tuple[Image.Image, ImageInfo]:
-    """Decode, convert to RGB and resize as Q-Judger's official loader does (LANCZOS)."""
-    img, info = open_image(path, max_pixels=max_pixels)
+def resize_horizontal_first(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """LANCZOS resize done as Pillow up to 12.x does it: the horizontal pass, then the vertical one.
+
+    Pillow resamples in two passes with 8-bit rounding in between, so the order of the passes shows
+    in the pixels. Pillow 13 runs the vertical pass first when that is cheaper (images that shrink
+    more in height, e.g. 9:16 portraits), which changes most pixels of such images by up to 35/255
+    compared with upstream's pin (Pillow 11.3.0). One-axis resizes are single passes, identical in
+    every version we checked, so chaining them fixes the order whatever Pillow is installed.
+    :func:`pixel_parity` checks that claim against golden checksums at run time."""
+    width, height = size
+    if img.width != width:
+        img = img.resize((width, img.height), Image.Resampling.LANCZOS)
+    if img.height != height:
+        img = img.resize((width, height), Image.Resampling.LANCZOS)
+    return img
+
+
+# SHA-256 of scripts/image_parity_golden.py's self-check set, resized under Pillow 11.3.0 (upstream's
+# pin) with a plain ``Image.resize(size, LANCZOS)``; the command is in that script's docstring.
+SELF_CHECK_SHA256 = "22723fadcbe18c09ef0582b948a8a649b5b801bfc9d6ee7bf0a2dfc0e692e68f"
+
+
+@dataclass(frozen=True)
+class PixelParity:
+    ok: bool  # the images sent to the judge equal those of the official loader under Pillow 11.3.0
+    pillow: str
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "pillow": self.pillow, "detail": self.detail}
+
+
+@functools.lru_cache(maxsize=1)
+def pixel_parity() -> PixelParity:
+    """Whether this process resizes exactly as the official loader did under Pillow 11.3.0.
+
+    Resizes a few small synthetic images (the same ones the golden script uses) and compares the
+    bytes with checksums computed under Pillow 11.3.0. Runs once per process, in milliseconds."""
+    import PIL
+
+    from pixeljury.data.parity_patterns import self_check_sha256
+
+    digest = self_check_sha256(resize_horizontal_first)
+    if digest == SELF_CHECK_SHA256:
+        return PixelParity(True, PIL.__version__, "resize matches Pillow 11.3.0 (self-check passed)")
+    return PixelParity(False, PIL.__version__,
+                       f"Pillow {PIL.__version__} resizes differently from Pillow 11.3.0 (self-check sha256 "
+                       f"{digest[:12]}..., expected {SELF_CHECK_SHA256[:12]}...): images reach the judge with "
+                       "other pixels than in the official setup, so results are marked not comparable")
+
+
+def prepare_for_judge(img: Image.Image, *, keep_aspect: bool = False, where: object = "image") -> Image.Image:
+    """RGB conversion and the official resize of an already decoded image."""
     try:
         rgb = to_rgb(img)
     except (OSError, ValueError) as exc:
-        raise ImageLoadError(f"image {path} ({img.mode}) cannot be converted to RGB: {exc}") from None
+        raise ImageLoadError(f"{where} ({img.mode}) cannot be converted to RGB: {exc}") from None
     size = target_size(*rgb.size, keep_aspect=keep_aspect)
     if size != rgb.size:
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
-    return rgb, info
+        rgb = resize_horizontal_first(rgb, size)
+    return rgb
+
+
+def load_for_judge(
+    path: Path, *, keep_aspect: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[Image.Image, ImageInfo]:
+    """Decode, convert to RGB and resize as Q-Judger's official loader does (LANCZOS, horizontal pass
+    first, as under upstream's Pillow 11.3.0)."""
+    img, info = open_image(path, max_pixels=max_pixels)
+    return prepare_for_judge(img, keep_aspect=keep_aspect, where=f"image {path}"), info
 
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageInfo",
     "ImageLoadError",
+    "PixelParity",
     "load_for_judge",
     "open_image",
+    "pixel_parity",
+    "prepare_for_judge",
+    "resize_horizontal_first",
     "sha256_file",
     "target_size",
     "to_rgb",

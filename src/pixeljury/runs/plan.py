@@ -47,7 +47,7 @@ class KeyContext:
     judge_revision: str | None
     rubric_sha256: str
     params: GenerationParams
-    preprocess: str  # e.g. "rgb-lanczos-1024-square" (parity) or "rgb-lanczos-1024-keep-aspect"
+    preprocess: str  # e.g. "rgb-lanczos-hfirst-1024-square" (parity) or "...-keep-aspect"
 
     def key_fields(self, image_sha256: str, prompt: str, dimension: str) -> dict[str, Any]:
         return {**self._fixed_fields, "image_sha256": image_sha256, "prompt": prompt, "dimension": dimension}
