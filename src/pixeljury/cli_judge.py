@@ -41,6 +41,7 @@ def judge(
     thinking_budget: Optional[int] = typer.Option(None, help="Cap thinking tokens (with --constrained)."),
     export: str = typer.Option("", help="Extra export formats: csv, parquet, xlsx (comma-separated)."),
     retries: int = typer.Option(2, min=0, help="Extra attempts for a failed engine batch."),
+    strict_prompts: bool = typer.Option(False, "--strict-prompts", help="Refuse rows whose benchmark ID comes with another prompt than the metadata's (default: warn and mark them not comparable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write the requests that would be sent, run no model."),
     save_images: Optional[Path] = typer.Option(None, "--save-images", help="With --dry-run: write each image as it would be sent (lossless PNG, one per row and dimension) to this folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display (for logs and CI)."),
@@ -66,7 +67,7 @@ def judge(
     config = JudgeConfig(
         input=input, out=out, metadata=metadata, rubric=rubric, rubric_file=rubric_file,
         dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], keep_aspect=keep_aspect, params=params,
-        batch_size=batch_size, retries=retries, quiet=quiet,
+        batch_size=batch_size, retries=retries, quiet=quiet, strict_prompts=strict_prompts,
         export_formats=tuple(f.strip() for f in export.split(",") if f.strip()),
     )
     console = Console(stderr=True, quiet=quiet)

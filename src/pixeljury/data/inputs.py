@@ -62,6 +62,33 @@ def _read_text(path: Path) -> str:
         raise _decode_error(path, exc, data) from None
 
 
+def _refuse_duplicate_columns(path: Path, columns: list[str]) -> None:
+    seen: dict[str, list[int]] = {}
+    for position, name in enumerate(columns, 1):
+        seen.setdefault(name, []).append(position)
+    repeated = {name: where for name, where in seen.items() if len(where) > 1}
+    if repeated:
+        listed = "; ".join(f"{name!r} (columns {', '.join(map(str, where))})" for name, where in repeated.items())
+        raise InputError(f"{path} has duplicate column names: {listed}; which one is meant is ambiguous, "
+                         "so rename or remove the extra columns")
+
+
+def _json_object_refusing_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    repeated: list[str] = []
+    for key, value in pairs:
+        if key in obj and key not in repeated:
+            repeated.append(key)
+        obj[key] = value
+    if repeated:
+        # Kept for the row reader to report: json.loads would keep the last value silently.
+        obj[_DUPLICATE_KEYS] = repeated
+    return obj
+
+
+_DUPLICATE_KEYS = "\x00duplicate keys"  # cannot clash with a real field name read from JSON text
+
+
 def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """(column names, record iterator). Columns are known before the first record is used."""
     ext = path.suffix.lower()
@@ -69,12 +96,14 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
         text = _read_text(path)  # decoded up front so that an encoding error fails before any work
         # newline="" keeps quoted newlines inside a field (a multi-line prompt) intact
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        return list(reader.fieldnames or []), iter(reader)
+        columns = list(reader.fieldnames or [])
+        _refuse_duplicate_columns(path, columns)  # DictReader would keep the last one silently
+        return columns, iter(reader)
     if ext in (".json", ".jsonl"):
         text = _read_text(path).strip()
         if text.startswith("["):
             try:
-                records = json.loads(text)
+                records = json.loads(text, object_pairs_hook=_json_object_refusing_duplicates)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path} is not valid JSON: {exc}") from None
         else:
@@ -83,7 +112,7 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    records.append(json.loads(line, object_pairs_hook=_json_object_refusing_duplicates))
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path} line {lineno} is not valid JSON: {exc}") from None
         for i, rec in enumerate(records):
@@ -91,13 +120,14 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
                 raise InputError(f"{path} record {i} is a {type(rec).__name__}, expected an object")
         columns: list[str] = []
         for rec in records:
-            columns.extend(k for k in rec if k not in columns)
+            columns.extend(k for k in rec if k not in columns and k != _DUPLICATE_KEYS)
         return columns, iter(records)
     if ext == ".parquet":
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(path)
         columns = list(pf.schema_arrow.names)
+        _refuse_duplicate_columns(path, columns)
 
         def gen() -> Iterator[dict[str, Any]]:
             for batch in pf.iter_batches(batch_size=4096):
@@ -124,6 +154,16 @@ def read_rows(path: str | Path, *, default_model: str | None = None) -> Iterator
     return _rows(records, base, model_default)
 
 
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a JSON array", dict: "a JSON object", bool: "a boolean", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _clipped(value: Any, limit: int = 60) -> str:
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -145,20 +185,30 @@ def _without_surrogates(value: Any, bad: list[str], name: str) -> Any:
 def _rows(records: Iterator[dict[str, Any]], base: Path, model_default: str) -> Iterator[InputRow]:
     for index, rec in enumerate(records):
         errors: list[str] = []
+        repeated = rec.pop(_DUPLICATE_KEYS, None)
+        if repeated:
+            errors.append(f"the record names {', '.join(repr(k) for k in repeated)} more than once; "
+                          "which value is meant is ambiguous")
         bad: list[str] = []
         rec = {k: _without_surrogates(v, bad, k) for k, v in rec.items()}
         if bad:
             errors.append(f"field(s) {', '.join(repr(b) for b in dict.fromkeys(bad))} hold unpaired UTF-16 "
                           "surrogates (invalid Unicode, e.g. half of an emoji's \\ud83d\\ude00 escape); fix the input")
         prompt = rec.get("prompt")
-        if _is_missing(prompt):
+        if isinstance(prompt, (list, dict, bool)):
+            # str() would send the judge Python's repr of it ("['a', 'b']", "True") as the prompt
+            errors.append(f"prompt must be text, got {_json_kind(prompt)} {_clipped(prompt)}")
+            prompt = ""
+        elif _is_missing(prompt):
             errors.append("empty prompt")
             prompt = ""
         elif not isinstance(prompt, str):
-            prompt = str(prompt)
+            prompt = str(prompt)  # a number (JSON 42, or a Parquet int column) is text the judge can read
         image = rec.get("image_path")
         image_path: Path | None = None
-        if _is_missing(image):
+        if isinstance(image, (list, dict, bool, int, float)) and not _is_missing(image):
+            errors.append(f"image_path must be a path, got {_json_kind(image)} {_clipped(image)}")
+        elif _is_missing(image):
             errors.append("empty image_path")
         else:
             image_path = Path(str(image))

@@ -73,12 +73,47 @@ def _shown(value: object) -> str:
     return "null" if value is None else f"{_json_kind(value)} {value!r}"
 
 
-class BenchMetadata:
-    """ID -> dims_en, from the official JSON array or a JSONL file of ``{"ID", "dims_en"}`` objects."""
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    def __init__(self, dims_by_id: dict[int, str], origin: str):
+
+def _prompt_fields(rec: dict, where: str) -> tuple[str, ...]:
+    """The benchmark's wordings of a record's prompt: ``prompt`` and any ``prompt_<lang>`` field
+    (the English prompt file has ``prompt``; other releases may carry both languages)."""
+    found = []
+    for name, value in rec.items():
+        if name == "prompt" or name.startswith("prompt_"):
+            if not isinstance(value, str):
+                raise MetadataError(f"{where}: {name!r} must be a string, got {_shown(value)}")
+            found.append(value)
+    return tuple(found)
+
+
+class BenchMetadata:
+    """ID -> dims_en, from the official JSON array or a JSONL file of ``{"ID", "dims_en"}`` objects.
+
+    Records may also carry the benchmark's prompt (``prompt``, ``prompt_en``, ``prompt_cn``...): then
+    rows can be checked against it, since a row judged under an ID with another prompt is not the
+    benchmark's item."""
+
+    def __init__(self, dims_by_id: dict[int, str], origin: str, prompts_by_id: dict[int, tuple[str, ...]] | None = None):
         self.dims_by_id = dims_by_id
         self.origin = origin
+        self.prompts_by_id = prompts_by_id or {}
+
+    @property
+    def has_prompts(self) -> bool:
+        return bool(self.prompts_by_id)
+
+    def prompt_mismatch(self, bench_id: int, prompt: str) -> str | None:
+        """Why ``prompt`` is not the benchmark's prompt for ``bench_id``; None when it is, or when
+        the metadata does not know the prompt."""
+        known = self.prompts_by_id.get(bench_id)
+        if not known or prompt in known:
+            return None
+        hint = " (they differ only in surrounding whitespace)" if prompt.strip() in {k.strip() for k in known} else ""
+        return (f"prompt differs from the benchmark's prompt for ID {bench_id} in {self.origin}{hint}: "
+                f"{_clip(prompt)!r} vs {_clip(known[0])!r}")
 
     @classmethod
     def load(cls, path: str | Path) -> "BenchMetadata":
@@ -99,6 +134,7 @@ class BenchMetadata:
         except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise MetadataError(f"metadata file {p} is not JSON or JSONL: {exc}") from None
         dims: dict[int, str] = {}
+        prompts: dict[int, tuple[str, ...]] = {}
         first_index: dict[int, int] = {}
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
@@ -117,15 +153,20 @@ class BenchMetadata:
                 paths = parse_dims(dims_en)  # fail early on a malformed path
             except MetadataError as exc:
                 raise MetadataError(f"{where}: {exc}") from None
+            wordings = _prompt_fields(rec, where)
             if bench_id in dims:
                 j = first_index[bench_id]
                 if paths != parse_dims(dims[bench_id]):
                     raise MetadataError(f"{where}: ID {bench_id} is also record {j}, with different dims_en "
                                         f"({dims[bench_id]!r} vs {dims_en!r})")
+                if wordings and prompts.get(bench_id) and set(wordings) != set(prompts[bench_id]):
+                    raise MetadataError(f"{where}: ID {bench_id} is also record {j}, with another prompt")
                 continue  # the same record twice: harmless
             dims[bench_id] = dims_en
+            if wordings:
+                prompts[bench_id] = wordings
             first_index[bench_id] = i
-        return cls(dims, str(p))
+        return cls(dims, str(p), prompts)
 
     def __contains__(self, bench_id: int) -> bool:
         return bench_id in self.dims_by_id

@@ -46,6 +46,8 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
     written = skipped = 0
     with open(dest, "w", encoding="utf-8") as fh:
         for row in prep.rows:
+            for warning in row.warnings:
+                console.print(f"[yellow]row {row.row}: warning: {warning}")
             if row.status != "ok":
                 skipped += 1
                 console.print(f"[yellow]row {row.row}: {row.status}: {'; '.join(row.errors)}")

@@ -64,7 +64,8 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) ->
     return {
         "row": r["row"], "model": r["model"], "ID": r["ID"], "prompt": r["prompt"],
         "image_path": r["image_path"], "image_abspath": r["image_abspath"], "image_sha256": r["image_sha256"],
-        "comparable": r["comparable"], "status": r["status"], "errors": errors, "input": r["input"],
+        "comparable": r["comparable"], "status": r["status"], "errors": errors,
+        "warnings": list(r.get("warnings", [])), "input": r["input"],
         "dimensions": dims, "scores": image_scores_from_dicts(dims), "manifest": MANIFEST_NAME,
     }
 

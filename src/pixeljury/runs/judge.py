@@ -52,6 +52,7 @@ class JudgeConfig:
     loader_threads: int = 4  # background image decoding
     export_formats: tuple[str, ...] = ()  # besides the standard outputs: csv, parquet, xlsx
     max_failed_batches: int = 10  # the run stops after this many batches in a row fail (engine down)
+    strict_prompts: bool = False  # a benchmark ID whose prompt differs from the metadata's: row error, not warning
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class JudgeConfig:
             "rubric": self.rubric, "rubric_file": None if self.rubric_file is None else str(self.rubric_file),
             "dimensions": self.dimensions, "keep_aspect": self.keep_aspect, "params": self.params.as_dict(),
             "batch_size": self.batch_size, "retries": self.retries, "max_failed_batches": self.max_failed_batches,
+            "strict_prompts": self.strict_prompts,
         }
 
 
@@ -129,7 +131,7 @@ def planner(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_mode
                   and pixel_parity().ok)
     rows = RowPlanner(
         inputs.rows, store=store, rubric=inputs.rubric, ctx=ctx, metadata=inputs.metadata,
-        custom_dimensions=inputs.dimensions, benchmark_comparable=comparable,
+        custom_dimensions=inputs.dimensions, benchmark_comparable=comparable, strict_prompts=config.strict_prompts,
     )
     return rows, ctx
 
@@ -370,7 +372,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
             with engine:
                 rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
                 stored = store.count()
-                manifest = _manifest(config, engine, inputs.rubric, ctx, len(rows.rows), out)
+                manifest = _manifest(config, engine, inputs, ctx, len(rows.rows), out)
                 previous = archive_manifest(out)
                 if previous is not None:
                     manifest["previous_manifest"] = str(previous.relative_to(out))
@@ -428,9 +430,11 @@ def _report_row(r: PlannedRow, console: Console) -> None:
         console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
     elif r.status == "duplicate":
         console.print(f"[yellow]row {r.row}: {'; '.join(r.errors)}")
+    for warning in r.warnings:
+        console.print(f"[yellow]row {r.row}: warning: {warning}")
 
 
-def _manifest(config: JudgeConfig, engine: Engine, rubric: Any, ctx: KeyContext, rows: int,
+def _manifest(config: JudgeConfig, engine: Engine, inputs: _Inputs, ctx: KeyContext, rows: int,
               out: Path) -> dict[str, Any]:
     return {
         **environment(),
@@ -438,7 +442,9 @@ def _manifest(config: JudgeConfig, engine: Engine, rubric: Any, ctx: KeyContext,
         "config": config.describe(),
         "input_sha256": sha256_file(config.input),
         "metadata_sha256": sha256_file(config.metadata) if config.metadata else None,
-        "rubric": rubric.summary(),
+        # Whether rows' prompts were compared with the benchmark's (only metadata with prompts allows it).
+        "prompts_checked": inputs.metadata.has_prompts if inputs.metadata is not None else None,
+        "rubric": inputs.rubric.summary(),
         "judge": engine.describe(),
         "constrained": config.params.json_schema_constrained,
         "preprocess": ctx.preprocess,

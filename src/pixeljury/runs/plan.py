@@ -34,6 +34,7 @@ class PlannedRow:
     input: dict[str, Any]
     dimensions: list[str] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)  # dimension -> result key
+    warnings: list[str] = field(default_factory=list)  # judged, but something the user should know
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +92,7 @@ class RowPlanner:
         metadata: BenchMetadata | None,
         custom_dimensions: list[str],
         benchmark_comparable: bool,
+        strict_prompts: bool = False,
         threads: int | None = None,
         lookahead: int = 512,
     ):
@@ -98,6 +100,7 @@ class RowPlanner:
         self.store, self.rubric, self.ctx, self.metadata = store, rubric, ctx, metadata
         self.custom_dimensions = list(custom_dimensions)
         self.benchmark_comparable = benchmark_comparable
+        self.strict_prompts = strict_prompts
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.lookahead = max(1, lookahead)
         self._known = store.cached_hashes()  # path -> (size, mtime_ns, sha256)
@@ -190,6 +193,13 @@ class RowPlanner:
             errors.append(f"row has benchmark ID {r.bench_id} but no --metadata file was given")
         elif r.bench_id is not None and r.bench_id not in self.metadata:  # type: ignore[operator]
             errors.append(f"ID {r.bench_id} is not in the benchmark metadata ({self.metadata.origin})")  # type: ignore[union-attr]
+        warnings: list[str] = []
+        if r.bench_id is not None and self.metadata is not None and r.bench_id in self.metadata:
+            mismatch = self.metadata.prompt_mismatch(r.bench_id, r.prompt)
+            if mismatch and self.strict_prompts:
+                errors.append(f"{mismatch}; refused (--strict-prompts)")
+            elif mismatch:
+                warnings.append(f"{mismatch}; judged on the benchmark's dimensions but marked not comparable")
         dims = self.dimensions_of(r)
         unknown_dims = [d for d in dims if d not in self.rubric.checklists]
         if unknown_dims:
@@ -203,10 +213,11 @@ class RowPlanner:
             image_path=None if raw_path is None else str(raw_path),
             image_abspath=None if r.image_path is None else str(r.image_path),
             image_sha256=sha,
-            comparable=self.benchmark_comparable and r.bench_id is not None,
+            comparable=self.benchmark_comparable and r.bench_id is not None and not warnings,
             status="ok",
             errors=errors,
             input=r.fields,
+            warnings=warnings,
         )
         if errors:
             row.status = "row_error"
