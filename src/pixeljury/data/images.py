@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +31,50 @@ class ImageInfo:
     height: int
 
 
-def sha256_file(path: Path) -> str:
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def open_regular_file(path: Path) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file, without ever blocking.
+
+    A named pipe or a device (``/dev/zero``) would block the reader forever or stream without end;
+    ``O_NONBLOCK`` makes the open return at once, and fstat on the open descriptor (not a stat before
+    it) decides, so nothing can swap the file in between. Raises :class:`ImageLoadError`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageLoadError(f"image file {path} does not exist") from None
+    except OSError as exc:
+        raise ImageLoadError(f"image file {path} cannot be opened: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageLoadError(f"image path {path} is {_file_kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def stat_and_hash(path: Path) -> tuple[int, int, str]:
+    """(size, mtime_ns, sha256) of a regular file, the stat taken on the descriptor that is hashed.
+    Anything but a regular file raises :class:`ImageLoadError` before a byte is read."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular_file(path) as fh:
+        st = os.fstat(fh.fileno())
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return st.st_size, st.st_mtime_ns, h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a regular file's bytes (anything else raises :class:`ImageLoadError`)."""
+    return stat_and_hash(path)[2]
 
 
 def target_size(width: int, height: int, *, keep_aspect: bool = False, long_side: int = PARITY_LONG_SIDE) -> tuple[int, int]:
@@ -82,11 +122,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def open_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, ImageInfo]:
     """Open and fully decode one image, refusing bombs before decoding. Raises :class:`ImageLoadError`."""
-    if not path.exists():
-        raise ImageLoadError(f"image file {path} does not exist")
-    if not path.is_file():
-        raise ImageLoadError(f"image path {path} is not a file")
-    data = path.read_bytes()
+    with open_regular_file(path) as fh:
+        data = fh.read()
     digest = hashlib.sha256(data).hexdigest()
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
@@ -192,10 +229,12 @@ __all__ = [
     "PixelParity",
     "load_for_judge",
     "open_image",
+    "open_regular_file",
     "pixel_parity",
     "prepare_for_judge",
     "resize_horizontal_first",
     "sha256_file",
+    "stat_and_hash",
     "target_size",
     "to_rgb",
 ]

@@ -106,6 +106,9 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
                 records = json.loads(text, object_pairs_hook=_json_object_refusing_duplicates)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path} is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InputError(f"{path} nests arrays or objects too deeply to read; input rows are flat "
+                                 "objects of prompt, image_path, ID, model") from None
         else:
             records = []
             for lineno, line in enumerate(text.splitlines(), 1):
@@ -115,6 +118,9 @@ def _iter_records(path: Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
                     records.append(json.loads(line, object_pairs_hook=_json_object_refusing_duplicates))
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path} line {lineno} is not valid JSON: {exc}") from None
+                except RecursionError:
+                    raise InputError(f"{path} line {lineno} nests arrays or objects too deeply to read; input "
+                                     "rows are flat objects of prompt, image_path, ID, model") from None
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise InputError(f"{path} record {i} is a {type(rec).__name__}, expected an object")
@@ -210,6 +216,9 @@ def _rows(records: Iterator[dict[str, Any]], base: Path, model_default: str) -> 
             errors.append(f"image_path must be a path, got {_json_kind(image)} {_clipped(image)}")
         elif _is_missing(image):
             errors.append("empty image_path")
+        elif "\x00" in str(image):
+            # No file name can hold a NUL byte; the OS calls would raise on it later, far from this row.
+            errors.append(f"image_path {_clipped(str(image))} contains a NUL byte")
         else:
             image_path = Path(str(image))
             if not image_path.is_absolute():

@@ -28,14 +28,23 @@ CHECKLIST_NAMES = {
 
 
 def _string_value(node: ast.AST, known: dict[str, str], where: str) -> str:
-    """Evaluate a string expression made only of literals, ``+`` and names bound to earlier literals."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _string_value(node.left, known, where) + _string_value(node.right, known, where)
-    if isinstance(node, ast.Name) and node.id in known:
-        return known[node.id]
-    raise RubricError(f"{where}: expected a string literal, found {ast.dump(node)[:80]}")
+    """Evaluate a string expression made only of literals, ``+`` and names bound to earlier literals.
+
+    Walks the tree with an explicit stack: a long chain of ``"a" + "b" + ...`` is a deep tree, and a
+    recursive walk would end in RecursionError instead of a RubricError."""
+    parts: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Constant) and isinstance(item.value, str):
+            parts.append(item.value)
+        elif isinstance(item, ast.BinOp) and isinstance(item.op, ast.Add):
+            stack.extend((item.right, item.left))  # left is popped first
+        elif isinstance(item, ast.Name) and item.id in known:
+            parts.append(known[item.id])
+        else:
+            raise RubricError(f"{where}: expected a string literal, found {type(item).__name__}")
+    return "".join(parts)
 
 
 def read_checklist_file(source: bytes, origin: str = "<bytes>") -> dict[str, object]:
@@ -44,6 +53,11 @@ def read_checklist_file(source: bytes, origin: str = "<bytes>") -> dict[str, obj
         tree = ast.parse(source, filename=origin)
     except SyntaxError as exc:
         raise RubricError(f"{origin} is not valid Python: {exc}") from exc
+    except (RecursionError, MemoryError):
+        raise RubricError(f"{origin} nests expressions too deeply for Python's parser; a checklist file "
+                          "holds string constants") from None
+    except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
+        raise RubricError(f"{origin} is not valid Python: {exc}") from None
     strings: dict[str, str] = {}
     dim_map: dict[str, str] | None = None
     for stmt in tree.body:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -10,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pixeljury.data.images import sha256_file
+from pixeljury.data.images import ImageLoadError, stat_and_hash
 from pixeljury.data.inputs import InputRow
 from pixeljury.data.metadata import BenchMetadata
 from pixeljury.engines.base import GenerationParams
@@ -67,9 +68,9 @@ class KeyContext:
 
 
 def _stat_and_hash(path: Path) -> tuple[int, int, str]:
-    """(size, mtime_ns, sha256) of a file; runs in the hashing threads (hashlib releases the GIL)."""
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, sha256_file(path)
+    """(size, mtime_ns, sha256) of a file; runs in the hashing threads (hashlib releases the GIL).
+    A named pipe or a device is refused when opened, so no thread ever blocks on one."""
+    return stat_and_hash(path)
 
 
 class RowPlanner:
@@ -123,7 +124,7 @@ class RowPlanner:
         except OSError:
             return None
         hit = self._known.get(str(path))
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        if hit and stat.S_ISREG(st.st_mode) and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return hit[2]
         return None
 
@@ -164,12 +165,6 @@ class RowPlanner:
     def _image_hash(self, r: InputRow, pending: Future | str | None, errors: list[str]) -> str | None:
         path = r.image_path
         assert path is not None
-        if not path.exists():
-            errors.append(f"image file {path} does not exist")
-            return None
-        if not path.is_file():
-            errors.append(f"image path {path} is not a file")
-            return None
         try:
             if isinstance(pending, str):
                 return pending
@@ -177,8 +172,11 @@ class RowPlanner:
                 size, mtime, digest = _stat_and_hash(path)
             else:
                 size, mtime, digest = pending.result()
+        except ImageLoadError as exc:  # missing, not a regular file, cannot be opened
+            errors.append(str(exc))
+            return None
         except OSError as exc:
-            errors.append(f"image file {path} cannot be read: {exc}")
+            errors.append(f"image file {path} cannot be read: {exc.strerror or exc}")
             return None
         self._known[str(path)] = (size, mtime, digest)
         self._fresh.append((str(path), size, mtime, digest))
