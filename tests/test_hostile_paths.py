@@ -134,3 +134,28 @@ def test_rubric_expressions_nested_too_deeply_are_a_rubric_error():
         read_checklist_file(parens)
     with pytest.raises(RubricError, match="not valid Python"):
         read_checklist_file(b'A = "x"\x00\n')
+
+
+def test_image_paths_are_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    inp = tmp_path / "sub" / "in.jsonl"
+    inp.write_text(json.dumps({"prompt": "p", "image_path": "imgs/a.png"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    (row,) = read_rows(Path("sub/in.jsonl"))
+    assert row.image_path == tmp_path / "sub" / "imgs" / "a.png" and row.image_path.is_absolute()
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--dimensions", ""], "--dimensions names no dimension"),
+    (["--dimensions", " , "], "--dimensions names no dimension"),
+    (["--out", "{file}"], "is an existing file, not a directory"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, args, said):
+    inp = _rows(tmp_path, "good.png")
+    existing = tmp_path / "a-file"
+    existing.write_text("")
+    args = [a.replace("{file}", str(existing)) for a in args]
+    res = subprocess.run([sys.executable, "-m", "pixeljury", "judge", str(inp), "--dry-run", "--rubric-file",
+                          str(CHECKLIST_FIXTURE), *(["--out", str(tmp_path / "o")] if "--out" not in args else []),
+                          *args], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert res.returncode == 2 and said in " ".join(res.stderr.split()) and "Traceback" not in res.stderr

@@ -60,13 +60,19 @@ def judge(
         _fail("--save-images goes with --dry-run (it writes the images a run would send, without running it)")
     if model is None and not dry_run:
         _fail("--model is required (an HF hub id, a local directory or a ModelScope id); only --dry-run runs without one")
+    dimension_names = [d.strip() for d in dimensions.split(",") if d.strip()]
+    if not dimension_names:
+        _fail(f"--dimensions names no dimension; give one or more of: {', '.join(L1_NAMES)} (comma-separated)")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is an existing file, not a directory; give a directory for the run (it is created "
+              "if missing)")
     if (constrained or thinking_budget is not None) and engine not in ("vllm", "openai"):
         _fail("--constrained and --thinking-budget need --engine vllm or --engine openai")
     params = GenerationParams(max_new_tokens=max_new_tokens, json_schema_constrained=constrained,
                               thinking_budget=thinking_budget)
     config = JudgeConfig(
         input=input, out=out, metadata=metadata, rubric=rubric, rubric_file=rubric_file,
-        dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], keep_aspect=keep_aspect, params=params,
+        dimensions=dimension_names, keep_aspect=keep_aspect, params=params,
         batch_size=batch_size, retries=retries, quiet=quiet, strict_prompts=strict_prompts,
         export_formats=tuple(f.strip() for f in export.split(",") if f.strip()),
     )

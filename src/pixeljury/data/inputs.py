@@ -11,6 +11,7 @@ import io
 import json
 import re
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,7 @@ def read_rows(path: str | Path, *, default_model: str | None = None) -> Iterator
             f"{path} has no column {', '.join(repr(c) for c in missing)} (found: {', '.join(columns) or 'none'}); "
             f"required: {', '.join(REQUIRED_COLUMNS)}; optional: ID, model"
         )
-    base = path.parent
+    base = Path(os.path.abspath(path.parent))  # image_abspath must not depend on the working directory
     model_default = default_model or path.stem
     return _rows(records, base, model_default)
 
