@@ -1,8 +1,9 @@
 """Q-Judger (Qwen-Image-Bench): one request per (image, L1 dimension); JSON facet scores back.
 
 Request text and answer repair follow the official ``judge.py`` / ``score_utils.py`` (upstream
-commit b6b556bb); where pixeljury is stricter (invalid values, unparseable answers) it counts the
-problem instead of hiding it, and the numbers it does produce are the official ones.
+commit b6b556bb); where pixeljury is stricter (values upstream coerces with ``int()``, unparseable
+answers) it counts the problem instead of hiding it. Every difference from upstream's numbers is listed
+in docs/qjudger.md and checked against upstream's own code in tests/test_qjudger_upstream_diff.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ PROTOCOL_ID = "qjudger"
 PROTOCOL_VERSION = "1"
 # Stored with every parsed result: bump when reading a generation changes meaning. Results parsed
 # by another version are re-read from their stored raw text (see `current_result`); no model reruns.
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"  # 3: no unwrapping of another dimension's name; {"score": {"score": x}} L2s scored
 
 THINK_END = "</think>"
 
@@ -114,18 +115,27 @@ def _is_comment(value: Any) -> bool:
 
 def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Regroup an answer as ``{L2: {L3: entry}}`` the way the official ``fix_score_json`` does, plus
-    unwrapping of an L1-keyed object. Returns (grouped, notes on every repair made).
+    unwrapping of an object keyed by the request's own L1 name. Returns (grouped, notes on every
+    repair made).
 
-    Every number comes out as upstream computes it; where upstream loses or misnames data silently, a
-    note says so: a facet given twice (upstream keeps the last), an L2 object inside a flat answer
-    (upstream does not score it). A single-facet L2 given as ``{"Resolution": {"score": 0}}`` gets its
-    facet's name instead of upstream's facet ``"score"`` -- the same number either way."""
+    Apart from that unwrapping (upstream unwraps nothing), every number comes out as upstream computes
+    it; where upstream loses or misnames data silently, a note says so: a facet given twice (upstream
+    keeps the last), an object without a score where a facet's entry belongs (upstream does not score
+    it). A single-facet L2 given as ``{"Resolution": {"score": 0}}`` gets its facet's name instead of
+    upstream's facet ``"score"`` -- the same number either way."""
     notes: list[str] = []
     if len(obj) == 1:
         (key, inner), = obj.items()
-        if isinstance(inner, dict) and canonical_l1(key) is not None and not _is_facet_entry(inner):
-            notes.append(f"unwrapped L1 key {key!r}")
-            obj = inner
+        if isinstance(inner, dict) and not _is_facet_entry(inner):
+            named = canonical_l1(key)
+            if named == dimension:
+                notes.append(f"unwrapped L1 key {key!r}")
+                obj = inner
+            elif named is not None:
+                # Upstream unwraps nothing; unwrapping another dimension's answer would score it as
+                # this one. Read as upstream does: the name is an L2, its contents are facets.
+                notes.append(f"did not unwrap {key!r}: it names another dimension than {dimension!r}; "
+                             "as upstream, it is read as an L2")
     mapping = l3_to_l2(dimension)
     rename = L3_ALIASES.get(dimension, {})
     grouped: dict[str, dict[str, Any]] = {}
@@ -158,11 +168,16 @@ def repair(obj: dict[str, Any], dimension: str) -> tuple[dict[str, dict[str, Any
         if not isinstance(facets, dict):
             notes.append(f"dropped non-object value under {l2!r}")
             continue
-        if (l2 in single_facet and "score" in facets
+        # Only a plain value is read as the L2's facet: upstream scores {"score": {"score": x}} as a facet
+        # "score" whose entry holds x, and as the facet's own entry that object would have no number.
+        if (l2 in single_facet and "score" in facets and not isinstance(facets["score"], dict)
                 and all(k not in mapping and _is_comment(v) for k, v in facets.items() if k != "score")):
             as_one_facet[l2] = facets
         for l3, entry in facets.items():
             where = f"{l3!r} under {l2!r}"
+            if isinstance(entry, dict) and not _is_facet_entry(entry):
+                notes.append(f"{where} is an object without a score; as upstream, it is not scored and its "
+                             f"contents are lost: {_shown(entry)}")
             if l3 in rename:
                 notes.append(f"renamed facet {l3!r} to {rename[l3]!r}")
                 l3 = rename[l3]
