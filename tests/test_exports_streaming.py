@@ -450,12 +450,16 @@ def test_colliding_model_names_each_get_a_bench_file_and_a_summary_line(tmp_path
 
 # --- temporary files ----------------------------------------------------------------------------------------
 def test_temporary_files_are_per_process(tmp_path, monkeypatch):
-    """A second writer's leftover ``per_image.jsonl.tmp`` (or one of another pid) is never written into or
-    taken for this process's output."""
+    """A live writer's ``per_image.jsonl.<pid>.tmp`` (or an old-style one) is never written into, taken
+    for this process's output, or removed."""
+    import subprocess
+    import sys
+
     run = tmp_path / "run"
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     with ResultStore.in_dir(run) as store:
         store.replace_rows([])
-        other = run / "per_image.jsonl.99999999.tmp"
+        other = run / f"per_image.jsonl.{alive.pid}.tmp"
         other.write_text("another process's half-written file\n")
         legacy = run / "per_image.jsonl.tmp"
         legacy.write_text("old-style tmp\n")
@@ -467,8 +471,12 @@ def test_temporary_files_are_per_process(tmp_path, monkeypatch):
             return real_open(path, *a, **kw)
 
         monkeypatch.setattr("builtins.open", spy)
-        write_run_outputs(run, store, ("csv",))
-        monkeypatch.undo()
+        try:
+            write_run_outputs(run, store, ("csv",))
+        finally:
+            monkeypatch.undo()
+            alive.kill()
+            alive.wait()
     import os
 
     pid = os.getpid()

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -17,7 +18,7 @@ from typing import Any
 from pixeljury.protocols.qjudger import current_result, image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
 from pixeljury.runs.manifest import MANIFEST_NAME
-from pixeljury.runs.store import ResultStore
+from pixeljury.runs.store import ResultStore, StoreDamaged
 from pixeljury.scoring import BenchAccumulator
 
 FORMATS = ("jsonl", "csv", "parquet", "xlsx")
@@ -360,6 +361,40 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class EmptyStore(ValueError):
+    """An export would replace outputs that hold rows with empty ones."""
+
+
+_TEMPORARY = re.compile(r".+\.(\d+)\.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists under another user, or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the ``<name>.<pid>.tmp`` files that an export or manifest write killed half-way left
+    behind: those whose process no longer exists (a live one may still be writing its own)."""
+    removed = []
+    for folder in (run_dir, run_dir / "bench"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = _TEMPORARY.fullmatch(path.name)
+            if match and not _process_alive(int(match.group(1))) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def _is_bench_file(path: Path) -> bool:
     """A file this module wrote into bench/: a JSON object with our "model" and "manifest" fields."""
     try:
@@ -378,17 +413,27 @@ def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
+    remove_stale_temporaries(run_dir)  # we hold the run lock: any temporary file left is from a dead export
     sinks = _Sinks(run_dir, tuple(formats))
     benches: dict[str, ModelBench] = {}
+    rows = 0
     try:
         for rec in iter_image_records(store):
+            rows += 1
             sinks.add(rec)
             b = benches.get(rec["model"])
             if b is None:
                 b = benches[rec["model"]] = ModelBench(rec["model"])
             b.add(rec)
+        existing = sinks.paths["per_image"]
+        if rows == 0 and existing.is_file() and existing.stat().st_size > 0:
+            raise EmptyStore(f"the result store {store.path} holds no rows, but {existing} does; the outputs were "
+                             "left as they are. Is this the right run directory, or was the store replaced?")
         bench = {m: b.result() for m, b in benches.items()}
         sinks.finish(bench)
+    except sqlite3.DatabaseError as exc:
+        sinks.abort()
+        raise StoreDamaged(store.path, exc) from None
     except BaseException:
         sinks.abort()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def iso_now() -> str:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     path = Path(run_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # the pattern exports clean up after a kill
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     tmp.replace(path)
     return path

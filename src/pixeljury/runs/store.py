@@ -113,6 +113,16 @@ _COLUMNS = (
 )
 
 
+class StoreDamaged(ValueError):
+    """The result store is not a SQLite database, or is damaged. Nothing in it can be trusted."""
+
+    def __init__(self, path: Path, cause: Exception):
+        self.path = path
+        super().__init__(
+            f"the result store {path} is damaged or not a pixeljury store ({cause}); no outputs were changed. "
+            f"Move it away (e.g. `mv {path} {path}.damaged`) and rerun to recompute, or restore a copy")
+
+
 class ResultStore:
     """Thread-confined SQLite connection to ``<run dir>/results.sqlite``."""
 
@@ -122,12 +132,21 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-        self._conn.executescript(_SCHEMA)
-        self._conn.execute(
-            "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            if str(self.path) != ":memory:":
+                # A truncated or overwritten file can still open; the check reads every page once.
+                problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreDamaged(self.path, exc) from None
 
     @classmethod
     def in_dir(cls, run_dir: str | Path) -> "ResultStore":
