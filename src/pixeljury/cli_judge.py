@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -90,7 +92,11 @@ def judge(
         spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype,
                           device=device, batch_size=batch_size or EngineSpec.batch_size, endpoint=endpoint,
                           api_key=api_key, replay_file=None if replay_file is None else str(replay_file))
-        summary = run_judge(config, lambda: create_engine(spec), console=console)
+        with _stop_signals() as stopped_by:
+            try:
+                summary = run_judge(config, lambda: create_engine(spec), console=console)
+            except KeyboardInterrupt:
+                _interrupted(out, stopped_by[0] if stopped_by else signal.SIGINT)
     except (InputError, RubricError, MetadataError, EngineUnavailable, RunLocked, ValueError) as exc:
         _fail(str(exc))
         return
@@ -98,6 +104,46 @@ def judge(
     if not summary.complete:
         # Results that exist are kept and exported; exit 1 tells scripts that some are missing.
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGTERM stops a run the way Ctrl-C does: the batch in flight is lost, every committed result
+    stays, the lock is released. Yields a list that receives the signal that stopped the run."""
+    received: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, _frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (e.g. called from a test runner's worker): leave it be
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(out: Path, signum: int) -> None:
+    import shlex
+    import sys
+
+    from pixeljury.runs.store import ResultStore
+
+    try:
+        with ResultStore.in_dir(out) as store:
+            saved = f"{store.count()} results are saved in {out / ResultStore.FILENAME}"
+    except (OSError, ValueError) as exc:
+        saved = f"the results saved so far could not be counted ({exc})"
+    name = signal.Signals(signum).name
+    command = shlex.join(["pixeljury", *sys.argv[1:]])
+    err.print(f"stopped by {name}: {saved}; resume with the same command: {command}", soft_wrap=True,
+              markup=False, highlight=False)
+    raise typer.Exit(128 + signum)
 
 
 def _print_summary(summary, console: Console) -> None:
