@@ -49,7 +49,7 @@ def test_score_command_writes_the_run_store_and_skips_on_rerun(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pixeljury", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 1, proc.stderr  # one row failed
     assert "clipscore@hessel-2.5x: 4 scored, 0 already stored, 1 failed" in proc.stdout
-    assert "row 3: image " in proc.stderr and "missing.png: No such file or directory" in proc.stderr
+    assert "row 3: image file " in proc.stderr and "missing.png does not exist" in proc.stderr
 
     with ResultStore.in_dir(out) as store:
         records = list(store.iter_results("metric:pickscore"))
@@ -86,3 +86,36 @@ def test_score_command_rejects_unknown_metrics_and_set_metrics(tmp_path):
     assert result.exit_code == 2 and "unknown metric 'nope'" in result.output
     result = CliRunner().invoke(app, ["score", str(input_path), "--metric", "fid", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "compares image sets" in result.output
+
+
+def test_score_stores_shows_and_exports_prompt_truncation(tmp_path):
+    """The tiny CLIP takes 24 tokens; 30 one-letter words are 32, so 8 are dropped for that row."""
+    from pixeljury.cli import app
+
+    clip_dir = save_tiny_clip(tmp_path / "clip", seed=1)
+    long_prompt = " ".join("abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(30))
+    prompts = ["a red cube", long_prompt, "two cats"]
+    lines = []
+    for i, img in enumerate(random_images(3, seed=2)):
+        img.save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"prompt": prompts[i], "image_path": f"{i}.png"}))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines))
+    out = tmp_path / "run"
+    args = ["score", str(tmp_path / "in.jsonl"), "--metric", "clip", "--out", str(out), "--device", "cpu",
+            "--weights", f"clip={clip_dir}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "clip@raw-cos: 1 of 3 prompts truncated to 24 tokens (up to 8 tokens dropped)" in result.stdout
+
+    with ResultStore.in_dir(out) as store:
+        stored = {r.prompt: r.parsed for r in store.iter_results("metric:clip")}
+    assert {p: (v["tokens_dropped"], v["token_limit"]) for p, v in stored.items()} == {
+        "a red cube": (0, 24), long_prompt: (8, 24), "two cats": (0, 24)}
+    rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    assert [row["clip@raw-cos:tokens_dropped"] for row in rows] == [0, 8, 0]
+    header = (out / "scores.csv").read_text().splitlines()[0].split(",")
+    assert header[-2:] == ["clip@raw-cos", "clip@raw-cos:tokens_dropped"]
+
+    rerun = CliRunner().invoke(app, args)  # the count comes from the store, so a rerun shows it too
+    assert "clip@raw-cos: 0 scored, 3 already stored, 0 failed" in rerun.stdout
+    assert "clip@raw-cos: 1 of 3 prompts truncated to 24 tokens (up to 8 tokens dropped)" in rerun.stdout

@@ -192,3 +192,43 @@ def test_aesthetic_is_the_mlp_on_the_normalised_image_embedding(tmp_path, tiny):
         x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
     np.testing.assert_allclose(got, x[:, 0], rtol=1e-4, atol=1e-5)
     assert [r.convention for r in metric.score(None, images[:1])] == ["aesthetic@laion-v2-l14"]
+
+
+# -- prompts over the text encoder's limit ------------------------------------------------------------
+
+THIRTY_WORDS = " ".join("abcdefghijklmnopqrstuvwxyz"[i % 26] for i in range(30))  # 30 one-letter tokens
+
+
+def test_prompts_over_the_context_length_are_truncated_and_flagged(tiny):
+    """The tiny text encoder takes 24 tokens: start + 22 + end. 30 one-letter words are 32 tokens, so 8
+    are dropped, and the score is that of the first 22 words (the head is kept, the end token too)."""
+    model, tokenizer = tiny
+    image, other = random_images(2, seed=6)
+    metric = ClipSimilarity(get_spec("clip"), model, tokenizer, clip_center_crop(32), scale=1.0,
+                            clamp_at_zero=False, device="cpu")
+    first_22_words = THIRTY_WORDS[: 2 * 22 - 1]
+    results = metric.score(["a red cube", THIRTY_WORDS, first_22_words], [other, image, image], batch_size=2)
+    assert [r.tokens_dropped for r in results] == [0, 8, 0]
+    assert [r.truncated for r in results] == [False, True, False]
+    assert {r.token_limit for r in results} == {24}
+    assert results[1].value == pytest.approx(results[2].value, abs=1e-6)
+
+
+def test_the_hessel_prefix_counts_toward_the_limit(tiny):
+    model, tokenizer = tiny
+    metric = ClipSimilarity(get_spec("clipscore"), model, tokenizer, clip_center_crop(32), scale=2.5,
+                            clamp_at_zero=True, prefix=HESSEL_PREFIX, device="cpu")
+    # "A photo depicts " is 13 tokens: with start and end, "a red cube" makes 23, "two cats at a window" 31.
+    results = metric.score(["a red cube", "two cats at a window"], random_images(2))
+    assert [(r.tokens_dropped, r.truncated) for r in results] == [(0, False), (7, True)]
+
+
+def test_metrics_without_a_text_limit_report_none(tmp_path, tiny):
+    from pixeljury.metrics.heads import RewardMLP
+
+    head_file = tmp_path / "head.pth"
+    torch.save(RewardMLP(16).state_dict(), head_file)
+    metric = load_metric("aesthetic", weights=str(head_file), clip_weights=str(save_tiny_clip(tmp_path / "c")),
+                         device="cpu")
+    result = metric.score(None, random_images(1))[0]
+    assert (result.tokens_dropped, result.token_limit, result.truncated) == (None, None, False)

@@ -119,6 +119,11 @@ def test_imagereward_matches_a_hand_written_forward(tmp_path):
     np.testing.assert_allclose([r.value for r in results], expected.numpy(), rtol=1e-4, atol=1e-4)
     assert np.std([r.value for r in results]) > 1e-3  # the prompts and images really change the reward
     assert results[0].convention == "imagereward@v1.0-normalized"
+    # Keyed on the checkpoint's content and, for a tokenizer given as an object, its class and vocabulary.
+    from pixeljury.metrics.weights import content_fingerprint, tokenizer_identity
+
+    assert metric.weights_label() == (f"local:{checkpoint.resolve()}@{content_fingerprint(checkpoint)}"
+                                      f"+tokenizer={tokenizer_identity(tokenizer)}")
 
 
 def test_imagereward_refuses_a_foreign_checkpoint(tmp_path):
@@ -128,3 +133,18 @@ def test_imagereward_refuses_a_foreign_checkpoint(tmp_path):
     torch.save({"visual.conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(MetricUnavailable, match="not an ImageReward checkpoint"):
         load_metric("imagereward", weights=str(path), tokenizer=_tokenizer(tmp_path / "tok"), device="cpu")
+
+
+def test_prompts_over_35_tokens_are_truncated_and_flagged(tmp_path):
+    checkpoint = tmp_path / "ImageReward.pt"
+    torch.save(_original_checkpoint(), checkpoint)
+    tokenizer = _tokenizer(tmp_path / "tok")
+    metric = load_metric("imagereward", weights=str(checkpoint), tokenizer=tokenizer, device="cpu")
+    forty_words = " ".join(WORDS[i % len(WORDS)] for i in range(40))  # [CLS] + 40 + [SEP] = 42 tokens
+    first_33_words = " ".join(forty_words.split()[:33])  # [CLS] + 33 + [SEP] = 35: exactly the limit
+    image = random_images(1, seed=2)[0]
+    results = metric.score(["two cats", forty_words, first_33_words], [image] * 3)
+    assert [r.tokens_dropped for r in results] == [0, 7, 0]
+    assert [r.truncated for r in results] == [False, True, False]
+    assert {r.token_limit for r in results} == {35}
+    assert results[1].value == pytest.approx(results[2].value, abs=1e-5)

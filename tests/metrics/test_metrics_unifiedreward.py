@@ -75,6 +75,10 @@ def test_score_file_records_a_bad_generation_against_its_row_and_keeps_the_other
     assert summaries[0].scored == 2 and [i for i, _ in summaries[0].failed] == [1]
     with ResultStore.in_dir(tmp_path / "run") as store:
         assert sorted(r.prompt for r in store.iter_results()) == ["prompt 0", "prompt 2"]
+        fields = next(store.iter_results()).key_fields
+        assert (fields["weights"], fields["dtype"], fields["preprocessing"]) == (
+            "test/unifiedreward@abc123", "engine-unreported", "unifiedreward-2.0-pointwise-prompt.1")
+        assert next(store.iter_results()).parsed["tokens_dropped"] is None  # no text limit
         assert "no 'Alignment Score" in store.failures()[0]["message"]
     rows = [json.loads(x) for x in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
     assert [r["unifiedreward@2.0-mean-1-5"] for r in rows] == [5.0, None, 3.0]

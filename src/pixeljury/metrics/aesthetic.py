@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
 from pixeljury.metrics import weights as weights_mod
-from pixeljury.metrics.base import MetricSpec, MetricUnavailable, WeightsRef
+from pixeljury.metrics.base import MetricSpec, MetricUnavailable
 from pixeljury.metrics.heads import RewardMLP, load_head
 from pixeljury.metrics.preprocess import clip_center_crop
 from pixeljury.metrics.torch_base import TorchMetric, default_device
 
+# Part of every result key: bump when the image transform or the embedding normalisation changes values.
+PREPROCESSING_VERSION = "laion-aesthetic-clip-center-crop.1"
+
 
 class AestheticPredictor(TorchMetric):
     default_batch_size = 64
+    preprocessing_version = PREPROCESSING_VERSION
 
     def __init__(self, spec: MetricSpec, clip_model: Any, head: RewardMLP, *, weights_label: str | None = None,
                  device: str | None = None, dtype: str | None = None):
@@ -27,9 +30,6 @@ class AestheticPredictor(TorchMetric):
         self._weights_label = weights_label
         self.modules = [clip_model, head]
         self.to(device=device or default_device(), dtype=dtype or "float32")
-
-    def weights_label(self) -> str:
-        return self._weights_label or super().weights_label()
 
     def image_embeddings(self, images: list[Image.Image]) -> torch.Tensor:
         pixels = self.pixel_batch([self.transform(img) for img in images])
@@ -51,17 +51,17 @@ def load_aesthetic(spec: MetricSpec, *, weights: Any = None, clip_weights: Any =
     from transformers import CLIPModel
 
     assert spec.weights is not None
-    head_path = weights_mod.resolve(spec.weights, weights, revision=revision)
-    clip_ref = WeightsRef(spec.weights.companion_repo_id or "", spec.weights.companion_revision or "main")
-    clip_path = weights_mod.resolve(clip_ref, clip_weights)
+    head_source = weights_mod.resolve_weights(spec.weights, weights, revision=revision)
+    clip_source = weights_mod.resolve_weights(spec.weights.companion(), clip_weights)
     try:
-        state = torch.load(head_path, map_location="cpu", weights_only=True)
-        clip_model = CLIPModel.from_pretrained(clip_path).eval()
+        state = torch.load(head_source.path, map_location="cpu", weights_only=True)
+        clip_model = CLIPModel.from_pretrained(clip_source.path).eval()
     except (OSError, RuntimeError, ValueError) as exc:
-        raise MetricUnavailable(f"cannot load the aesthetic predictor ({head_path}, {clip_path}): {exc}") from exc
+        raise MetricUnavailable(
+            f"cannot load the aesthetic predictor ({head_source.path}, {clip_source.path}): {exc}") from exc
     head = load_head(RewardMLP(int(clip_model.config.projection_dim)), state)
-    label = f"{spec.weights.label}+{clip_ref.label}" if weights is None else f"local:{Path(str(head_path)).resolve()}"
+    label = weights_mod.combined_identity(head_source.identity, clip=clip_source.identity)
     return AestheticPredictor(spec, clip_model, head, weights_label=label, device=device, dtype=dtype)
 
 
-__all__ = ["AestheticPredictor", "load_aesthetic"]
+__all__ = ["PREPROCESSING_VERSION", "AestheticPredictor", "load_aesthetic"]

@@ -50,8 +50,15 @@ class WeightsRef:
 
     @property
     def label(self) -> str:
+        """The declared source (``repo[/file]@revision``); result keys use the resolved identity instead."""
         file = f"/{self.filename}" if self.filename else ""
         return f"{self.repo_id}{file}@{self.revision}"
+
+    def companion(self) -> "WeightsRef | None":
+        """The companion repository as a reference of its own, or None when there is none."""
+        if not self.companion_repo_id:
+            return None
+        return WeightsRef(self.companion_repo_id, self.companion_revision or "main")
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,23 @@ class MetricSpec:
 
 @dataclass
 class MetricResult:
-    """One item's score. ``value`` is always in the unit the ``convention`` names."""
+    """One item's score. ``value`` is always in the unit the ``convention`` names.
+
+    ``token_limit`` is the text encoder's limit (special tokens included) and ``tokens_dropped`` how
+    many tokens of this item's prompt fell beyond it and were cut off; both are None for metrics whose
+    text input has no such limit (or no text at all).
+    """
 
     metric: str
     convention: str
     value: float
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. PickScore's per-prompt probability
+    tokens_dropped: int | None = None
+    token_limit: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.tokens_dropped)
 
 
 class Metric(ABC):
@@ -89,6 +107,9 @@ class Metric(ABC):
 
     spec: MetricSpec
     default_batch_size: int = 32
+    # Part of every result key: bump it when a change to what the model is fed (image transform,
+    # prompt wording or tokenisation) changes the values, so that stored values are not reused.
+    preprocessing_version: str = "unversioned"
 
     @property
     def name(self) -> str:
@@ -99,8 +120,14 @@ class Metric(ABC):
         return self.spec.convention
 
     def weights_label(self) -> str:
-        """Identifies the weights actually loaded (recorded in result keys)."""
+        """Identifies the weights actually loaded (recorded in result keys). Metrics loaded from files
+        return the resolved identity (hub commit or content fingerprint); this default is only the
+        declared source."""
         return self.spec.weights.label if self.spec.weights else "none"
+
+    def dtype_label(self) -> str:
+        """The numeric type the model computes in (recorded in result keys); "none" without a model."""
+        return "none"
 
     def score(
         self,

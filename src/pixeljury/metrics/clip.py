@@ -22,6 +22,11 @@ from pixeljury.metrics import weights as weights_mod
 Scale = float | Literal["logit_scale"]
 HESSEL_PREFIX = "A photo depicts "  # the official clipscore.py prepends this to every caption
 
+# Part of every result key (see Metric.preprocessing_version): bump when the image transform or the
+# prompt handling (prefix, tokenisation, truncation) of these conventions changes the values.
+CLIP_PREPROCESSING_VERSION = "openai-clip-center-crop.1"  # CLIPScore, torchmetrics CLIPScore, clip, PickScore
+HPSV2_PREPROCESSING_VERSION = "hpsv2-pad-square.1"
+
 
 class ClipSimilarity(TorchMetric):
     """``scale * cos`` (optionally ``max(cos, 0)``) between CLIP image and text embeddings."""
@@ -30,8 +35,10 @@ class ClipSimilarity(TorchMetric):
 
     def __init__(self, spec: MetricSpec, model: Any, tokenizer: Any, transform: ImageTransform, *,
                  scale: Scale, clamp_at_zero: bool, prefix: str = "", softmax_per_prompt: bool = False,
-                 weights_label: str | None = None, device: str | None = None, dtype: str | None = None):
+                 weights_label: str | None = None, preprocessing_version: str = CLIP_PREPROCESSING_VERSION,
+                 device: str | None = None, dtype: str | None = None):
         self.spec = spec
+        self.preprocessing_version = preprocessing_version
         self.model = model
         self.tokenizer = tokenizer
         self.transform = transform
@@ -43,9 +50,6 @@ class ClipSimilarity(TorchMetric):
         self.modules = [model]
         self.context_length = int(model.config.text_config.max_position_embeddings)
         self.to(device=device or default_device(), dtype=dtype or "float32")
-
-    def weights_label(self) -> str:
-        return self._weights_label or super().weights_label()
 
     def image_embeddings(self, images: list[Image.Image]) -> torch.Tensor:
         """L2-normalised projected image embeddings (float32)."""
@@ -68,18 +72,30 @@ class ClipSimilarity(TorchMetric):
         position = {p: i for i, p in enumerate(unique)}
         return feats[torch.tensor([position[p] for p in prompts], device=feats.device)]
 
+    def tokens_dropped(self, prompts: list[str]) -> list[int]:
+        """How many tokens of each prompt (prefix and start/end tokens included) lie beyond the context
+        length: the tokenizer's truncation cuts exactly these off the end, keeping the end token."""
+        unique = list(dict.fromkeys(prompts))
+        # verbose=False: the over-length warning is what this count replaces.
+        ids = self.tokenizer([self.prefix + p for p in unique], truncation=False, verbose=False)["input_ids"]
+        dropped = {p: max(0, len(tokens) - self.context_length) for p, tokens in zip(unique, ids)}
+        return [dropped[p] for p in prompts]
+
     def scale_value(self) -> float:
         if self.scale == "logit_scale":
             return float(self.model.logit_scale.float().exp())
         return float(self.scale)
 
-    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[float]:
+    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[MetricResult]:
         cos = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
         if self.clamp_at_zero:
             cos = cos.clamp(min=0)
-        return (self.scale_value() * cos).tolist()
+        values = (self.scale_value() * cos).tolist()
+        return [MetricResult(self.name, self.convention, value, tokens_dropped=dropped,
+                             token_limit=self.context_length)
+                for value, dropped in zip(values, self.tokens_dropped(prompts))]
 
-    def _finalize(self, prompts: list[str], values: list[float]) -> list[MetricResult]:
+    def _finalize(self, prompts: list[str], values: list[MetricResult]) -> list[MetricResult]:
         results = super()._finalize(prompts, values)
         if self.softmax_per_prompt:
             # PickScore's probabilities: softmax of the scaled scores over the images sharing a prompt.
@@ -87,8 +103,8 @@ class ClipSimilarity(TorchMetric):
             for i, prompt in enumerate(prompts):
                 groups[prompt].append(i)
             for members in groups.values():
-                top = max(values[i] for i in members)
-                weights = [math.exp(values[i] - top) for i in members]
+                top = max(results[i].value for i in members)
+                weights = [math.exp(results[i].value - top) for i in members]
                 total = sum(weights)
                 for i, w in zip(members, weights):
                     results[i].extras["probability"] = w / total
@@ -113,24 +129,20 @@ def _image_size(model: Any) -> int:
     return int(model.config.vision_config.image_size)
 
 
-def _label(spec: MetricSpec, weights: Any, revision: str | None) -> str:
-    if weights is None:
-        return spec.weights.label if spec.weights else "none"
-    return f"{weights}@{revision or 'main'}" if not Path(str(weights)).exists() else f"local:{Path(weights).resolve()}"
-
-
 def _clip_metric(spec: MetricSpec, *, scale: Scale, clamp: bool, prefix: str = "", weights: Any = None,
                  revision: str | None = None, device: str | None = None, dtype: str | None = None,
                  softmax: bool = False) -> ClipSimilarity:
-    path = weights_mod.resolve(spec.weights, weights, revision=revision)
-    tokenizer_path = None
-    if weights is None and spec.weights and spec.weights.companion_repo_id:
-        companion = type(spec.weights)(spec.weights.companion_repo_id, spec.weights.companion_revision or "main")
-        tokenizer_path = weights_mod.resolve(companion)
-    model, tokenizer = _load_hf_clip(path, tokenizer_path)
+    main = weights_mod.resolve_weights(spec.weights, weights, revision=revision)
+    # The default weights of some conventions (PickScore) keep their tokenizer in a companion repository;
+    # weights given by the caller are expected to carry their own.
+    companion = spec.weights.companion() if weights is None and spec.weights else None
+    tokenizer_source = weights_mod.resolve_weights(companion) if companion else None
+    model, tokenizer = _load_hf_clip(main.path, tokenizer_source.path if tokenizer_source else None)
+    label = weights_mod.combined_identity(main.identity,
+                                          tokenizer=tokenizer_source.identity if tokenizer_source else None)
     return ClipSimilarity(spec, model, tokenizer, clip_center_crop(_image_size(model)), scale=scale,
-                          clamp_at_zero=clamp, prefix=prefix, softmax_per_prompt=softmax,
-                          weights_label=_label(spec, weights, revision), device=device, dtype=dtype)
+                          clamp_at_zero=clamp, prefix=prefix, softmax_per_prompt=softmax, weights_label=label,
+                          preprocessing_version=CLIP_PREPROCESSING_VERSION, device=device, dtype=dtype)
 
 
 def load_clipscore_hessel(spec: MetricSpec, **kw: Any) -> ClipSimilarity:
@@ -159,22 +171,24 @@ def load_hpsv2(spec: MetricSpec, *, weights: Any = None, revision: str | None = 
 
     from pixeljury.metrics.openclip_convert import KNOWN_HEADS, clip_model_from_openclip
 
-    checkpoint = weights_mod.resolve(spec.weights, weights, revision=revision)
+    checkpoint = weights_mod.resolve_weights(spec.weights, weights, revision=revision)
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError for bad files
-        raise MetricUnavailable(f"cannot read HPSv2 checkpoint {checkpoint}: {exc}") from exc
+        raise MetricUnavailable(f"cannot read HPSv2 checkpoint {checkpoint.path}: {exc}") from exc
     vision_heads, text_heads = KNOWN_HEADS["ViT-H-14"]
     model = clip_model_from_openclip(state, vision_heads=vision_heads, text_heads=text_heads)
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
         assert spec.weights is not None
-        companion = type(spec.weights)(spec.weights.companion_repo_id or "", spec.weights.companion_revision or "main")
-        tok_path = Path(tokenizer) if tokenizer is not None else weights_mod.resolve(companion)
-        tokenizer = AutoTokenizer.from_pretrained(tok_path)
+        source = weights_mod.resolve_weights(spec.weights.companion(), tokenizer)
+        tokenizer, tokenizer_label = AutoTokenizer.from_pretrained(source.path), source.identity
+    else:
+        tokenizer_label = weights_mod.tokenizer_identity(tokenizer)
     scale: Scale = "logit_scale" if spec.convention.endswith("x-logit-scale") else 1.0
     return ClipSimilarity(spec, model, tokenizer, hpsv2_transform(_image_size(model)), scale=scale,
-                          clamp_at_zero=False, weights_label=_label(spec, weights, revision), device=device,
-                          dtype=dtype)
+                          clamp_at_zero=False,
+                          weights_label=weights_mod.combined_identity(checkpoint.identity, tokenizer=tokenizer_label),
+                          preprocessing_version=HPSV2_PREPROCESSING_VERSION, device=device, dtype=dtype)
 
 
 def hpsv2_from_openclip_state(spec: MetricSpec, state: dict[str, torch.Tensor], tokenizer: Any, *,
@@ -185,10 +199,10 @@ def hpsv2_from_openclip_state(spec: MetricSpec, state: dict[str, torch.Tensor], 
     model = clip_model_from_openclip(state, vision_heads=vision_heads, text_heads=text_heads)
     scale: Scale = "logit_scale" if spec.convention.endswith("x-logit-scale") else 1.0
     return ClipSimilarity(spec, model, tokenizer, hpsv2_transform(_image_size(model)), scale=scale,
-                          clamp_at_zero=False, **kw)
+                          clamp_at_zero=False, preprocessing_version=HPSV2_PREPROCESSING_VERSION, **kw)
 
 
 __all__ = [
-    "HESSEL_PREFIX", "ClipSimilarity", "hpsv2_from_openclip_state", "load_clip_cosine", "load_clipscore_hessel",
+    "CLIP_PREPROCESSING_VERSION", "HESSEL_PREFIX", "HPSV2_PREPROCESSING_VERSION", "ClipSimilarity", "hpsv2_from_openclip_state", "load_clip_cosine", "load_clipscore_hessel",
     "load_clipscore_torchmetrics", "load_hpsv2", "load_pickscore",
 ]

@@ -67,6 +67,10 @@ def score(
         typer.echo(f"{s.convention}: {s.scored} scored, {s.skipped} already stored, {len(s.failed)} failed")
         for index, message in s.failed[:10]:
             typer.echo(f"  row {index}: {message}", err=True)
+    for s in summaries:
+        truncation = s.truncation_line()
+        if truncation:
+            typer.echo(truncation)
     typer.echo(f"results in {out / 'results.sqlite'}, {out / 'scores.jsonl'}, {out / 'scores.csv'}")
     if any(s.failed for s in summaries):
         raise typer.Exit(1)

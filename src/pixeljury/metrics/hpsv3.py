@@ -29,12 +29,15 @@ from PIL import Image
 from torch import nn
 
 from pixeljury.metrics import weights as weights_mod
-from pixeljury.metrics.base import MetricError, MetricResult, MetricSpec, MetricUnavailable, WeightsRef
+from pixeljury.metrics.base import MetricError, MetricResult, MetricSpec, MetricUnavailable
 from pixeljury.metrics.torch_base import TorchMetric, default_device, parse_dtype
 
 PIXEL_BUDGET = 256 * 28 * 28  # 200,704: the official min_pixels and max_pixels
 RESIZE_FACTOR = 28  # patch 14 x spatial merge 2
 REWARD_TOKEN = "<|Reward|>"
+# Part of every result key: bump when the budget resize, the instruction text or the chat rendering
+# changes what the model sees.
+PREPROCESSING_VERSION = "hpsv3-budget-resize-200704.1"
 
 INSTRUCTION = """
 You are tasked with evaluating a generated image based on Visual Quality and Text Alignment and give a overall score to estimate the human preference. Please provide a rating from 0 to 10, with 0 being the worst and 10 being the best. 
@@ -132,6 +135,7 @@ def convert_official_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, 
 
 class HPSv3(TorchMetric):
     default_batch_size = 8
+    preprocessing_version = PREPROCESSING_VERSION
 
     def __init__(self, spec: MetricSpec, backbone: Any, head: RankNetHead, processor: Any, *, weights_label: str,
                  device: str | None = None, dtype: str | None = None):
@@ -150,9 +154,6 @@ class HPSv3(TorchMetric):
         super().to(device=device, dtype=dtype)
         self.head.to(device=self.device, dtype=torch.float32).eval()  # the official head always runs in float32
         return self
-
-    def weights_label(self) -> str:
-        return self._weights_label
 
     def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[MetricResult]:
         resized = [resize_to_budget(img) for img in images]
@@ -224,9 +225,9 @@ def load_hpsv3(spec: MetricSpec, *, weights: Any = None, base: Any = None, revis
     """``weights``: HPSv3.safetensors (path, hub id or ``modelscope:<id>``; default MizzenAI/HPSv3);
     ``base``: the Qwen2-VL-7B-Instruct directory or id whose config and processor it was trained with."""
     assert spec.weights is not None
-    path = weights_mod.resolve(spec.weights, weights, revision=revision)
-    ref = WeightsRef(spec.weights.companion_repo_id or "", spec.weights.companion_revision or "main")
-    base_dir = weights_mod.resolve(ref, base)
+    checkpoint = weights_mod.resolve_weights(spec.weights, weights, revision=revision)
+    base_source = weights_mod.resolve_weights(spec.weights.companion(), base)
+    path = checkpoint.path
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -236,10 +237,10 @@ def load_hpsv3(spec: MetricSpec, *, weights: Any = None, base: Any = None, revis
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors and torch raise several types for unreadable files
         raise MetricUnavailable(f"cannot read HPSv3 checkpoint {path}: {exc}") from exc
-    label = spec.weights.label if weights is None else f"local:{path}"
+    label = weights_mod.combined_identity(checkpoint.identity, base=base_source.identity)
     parse_dtype(dtype)  # fail on a bad dtype before building a 7B model
-    return hpsv3_from_state_dict(spec, sd, base_dir, weights_label=label, device=device, dtype=dtype)
+    return hpsv3_from_state_dict(spec, sd, base_source.path, weights_label=label, device=device, dtype=dtype)
 
 
-__all__ = ["HPSv3", "INSTRUCTION", "PIXEL_BUDGET", "PROMPT_WITH_SPECIAL_TOKEN", "RankNetHead", "budget_size",
+__all__ = ["HPSv3", "INSTRUCTION", "PIXEL_BUDGET", "PREPROCESSING_VERSION", "PROMPT_WITH_SPECIAL_TOKEN", "RankNetHead", "budget_size",
            "convert_official_state_dict", "hpsv3_from_state_dict", "load_hpsv3", "resize_to_budget", "user_text"]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from pixeljury.metrics import weights as weights_mod
-from pixeljury.metrics.base import MetricSpec, MetricUnavailable, WeightsRef
+from pixeljury.metrics.base import MetricResult, MetricSpec, MetricUnavailable
 from pixeljury.metrics.heads import RewardMLP, load_head
 from pixeljury.metrics.preprocess import clip_center_crop
 from pixeljury.metrics.torch_base import TorchMetric, default_device
@@ -23,11 +23,14 @@ from pixeljury.metrics.torch_base import TorchMetric, default_device
 REWARD_MEAN = 0.16717362830052426
 REWARD_STD = 1.0333394966054072
 TEXT_MAX_LENGTH = 35  # ImageReward pads/truncates prompts to 35 tokens
+# Part of every result key: bump when the image transform or the prompt tokenisation changes values.
+PREPROCESSING_VERSION = "imagereward-clip-center-crop-bert35.1"
 HEAD_DIM = 64  # BLIP ViT and BERT heads are 64 wide; head counts are width / 64
 
 
 class ImageReward(TorchMetric):
     default_batch_size = 32
+    preprocessing_version = PREPROCESSING_VERSION
 
     def __init__(self, spec: MetricSpec, vision: Any, text: Any, head: RewardMLP, tokenizer: Any, *,
                  weights_label: str | None = None, device: str | None = None, dtype: str | None = None):
@@ -37,9 +40,6 @@ class ImageReward(TorchMetric):
         self._weights_label = weights_label
         self.modules = [vision, text, head]
         self.to(device=device or default_device(), dtype=dtype or "float32")
-
-    def weights_label(self) -> str:
-        return self._weights_label or super().weights_label()
 
     def raw_rewards(self, prompts: list[str], images: list[Image.Image]) -> torch.Tensor:
         """The head's output before normalisation, float32, shape (N,)."""
@@ -53,8 +53,17 @@ class ImageReward(TorchMetric):
         cls_state = text_out.last_hidden_state[:, 0, :]
         return self.head(cls_state.to(next(self.head.parameters()).dtype)).float().squeeze(-1)
 
-    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[float]:
-        return ((self.raw_rewards(prompts, images) - REWARD_MEAN) / REWARD_STD).tolist()
+    def tokens_dropped(self, prompts: list[str]) -> list[int]:
+        """Tokens of each prompt ([CLS] and [SEP] included) beyond :data:`TEXT_MAX_LENGTH`: what the
+        tokenizer's truncation cuts off the end (keeping [SEP]), as the official package does."""
+        # verbose=False: the over-length warning is what this count replaces.
+        ids = self.tokenizer(prompts, truncation=False, verbose=False)["input_ids"]
+        return [max(0, len(tokens) - TEXT_MAX_LENGTH) for tokens in ids]
+
+    def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[MetricResult]:
+        values = ((self.raw_rewards(prompts, images) - REWARD_MEAN) / REWARD_STD).tolist()
+        return [MetricResult(self.name, self.convention, value, tokens_dropped=dropped, token_limit=TEXT_MAX_LENGTH)
+                for value, dropped in zip(values, self.tokens_dropped(prompts))]
 
 
 # -- conversion of the original checkpoint ---------------------------------------------------------
@@ -150,17 +159,19 @@ def load_imagereward(spec: MetricSpec, *, weights: Any = None, tokenizer: Any = 
     from transformers import AutoTokenizer
 
     assert spec.weights is not None
-    path = weights_mod.resolve(spec.weights, weights, revision=revision)
+    checkpoint = weights_mod.resolve_weights(spec.weights, weights, revision=revision)
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unreadable files
-        raise MetricUnavailable(f"cannot read ImageReward checkpoint {path}: {exc}") from exc
+        raise MetricUnavailable(f"cannot read ImageReward checkpoint {checkpoint.path}: {exc}") from exc
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
-        ref = WeightsRef(spec.weights.companion_repo_id or "", spec.weights.companion_revision or "main")
-        tokenizer = AutoTokenizer.from_pretrained(weights_mod.resolve(ref, tokenizer))
-    label = spec.weights.label if weights is None else f"local:{path}"
+        source = weights_mod.resolve_weights(spec.weights.companion(), tokenizer)
+        tokenizer, tokenizer_label = AutoTokenizer.from_pretrained(source.path), source.identity
+    else:
+        tokenizer_label = weights_mod.tokenizer_identity(tokenizer)
+    label = weights_mod.combined_identity(checkpoint.identity, tokenizer=tokenizer_label)
     return imagereward_from_state_dict(spec, sd, tokenizer, weights_label=label, device=device, dtype=dtype)
 
 
-__all__ = ["REWARD_MEAN", "REWARD_STD", "ImageReward", "convert_blip_vit", "imagereward_from_state_dict",
+__all__ = ["PREPROCESSING_VERSION", "REWARD_MEAN", "REWARD_STD", "ImageReward", "convert_blip_vit", "imagereward_from_state_dict",
            "load_imagereward"]

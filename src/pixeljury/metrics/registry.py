@@ -13,6 +13,7 @@ from pixeljury.metrics.base import MetricSpec, MetricUnavailable, WeightsRef
 
 # Revisions: the build machine has no hub access, so these are branch names, not commit hashes.
 # `load_metric(..., revision=<commit>)` pins one; docs/metrics.md lists what to pin before release.
+# Result keys never hold these names: loaders key on the commit actually downloaded (weights.py).
 _MAIN = "main"
 
 _CLIP_B32 = WeightsRef("openai/clip-vit-base-patch32", _MAIN)

@@ -1,8 +1,10 @@
 """Scoring an input file with per-item metrics into a run directory.
 
 Results go into the same content-keyed store as the judge (``protocol = "metric:<name>"``,
-``dimension = <convention>``), so a rerun skips every (image, prompt, metric, weights) already
-scored; ``scores.jsonl`` / ``scores.csv`` are rewritten from the store each time.
+``dimension = <convention>``), so a rerun skips every (image, prompt, metric, weights, dtype,
+preprocessing) already scored; ``scores.jsonl`` / ``scores.csv`` are rewritten from the store each
+time, from the values stored under this run's keys (values of other weights or dtypes stay in the
+store but are not shown).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixeljury.data.images import sha256_file
+from pixeljury.data.images import ImageLoadError, sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
 from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, MetricUnavailable, load_rgb
 from pixeljury.metrics.registry import get_spec, load_metric
 from pixeljury.runs.store import ResultRecord, ResultStore, result_key
 
-KEY_VERSION = 1  # bump when the meaning of a stored metric value changes
+# Bump when the meaning of a stored metric value changes. 2: "weights" is the resolved identity (hub
+# commit or content fingerprint, not "repo@main" or a bare local path), "dtype" and "preprocessing" added.
+KEY_VERSION = 2
 LOAD_CHUNK = 256  # rows decoded at once (bounds memory); the metric batches inside each chunk
 
 
@@ -32,13 +36,34 @@ class MetricRunSummary:
     scored: int = 0
     skipped: int = 0  # already in the store
     failed: list[tuple[int, str]] = field(default_factory=list)  # (row index, message)
+    keys: dict[int, str] = field(default_factory=dict)  # row index -> result key, for rows whose image hashed
+    # Prompt truncation over the rows that have a value (counted from the store when the tables are
+    # written, so already stored rows count too); token_limit is None for metrics without a text limit.
+    token_limit: int | None = None
+    rows_with_value: int = 0
+    rows_truncated: int = 0
+    max_tokens_dropped: int = 0
+
+    def truncation_line(self) -> str | None:
+        """E.g. "clipscore@hessel-2.5x: 12 of 100 prompts truncated to 77 tokens (up to 30 tokens dropped)"."""
+        if self.token_limit is None:
+            return None
+        line = (f"{self.convention}: {self.rows_truncated} of {self.rows_with_value} prompts truncated to "
+                f"{self.token_limit} tokens")
+        return line + (f" (up to {self.max_tokens_dropped} tokens dropped)" if self.rows_truncated else "")
+
+
+def metric_key_fields(metric: Metric) -> dict[str, Any]:
+    """The key fields every item of one loaded metric shares."""
+    return {
+        "kind": "metric", "key_version": KEY_VERSION, "metric": metric.name, "convention": metric.convention,
+        "weights": metric.weights_label(), "dtype": metric.dtype_label(),
+        "preprocessing": metric.preprocessing_version,
+    }
 
 
 def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]:
-    return {
-        "kind": "metric", "key_version": KEY_VERSION, "image_sha256": image_sha256, "prompt": prompt,
-        "metric": metric.name, "convention": metric.convention, "weights": metric.weights_label(),
-    }
+    return {**metric_key_fields(metric), "image_sha256": image_sha256, "prompt": prompt}
 
 
 def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
@@ -62,7 +87,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[s
             extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
             metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
             summaries.append(_score_rows(metric, rows, hashes, store, batch_size, log))
-        write_tables(store, rows, hashes, [s.convention for s in summaries], Path(out_dir))
+        write_tables(store, rows, hashes, summaries, Path(out_dir))
     return summaries
 
 
@@ -74,6 +99,8 @@ def _hash_images(rows: list[InputRow]) -> dict[int, str | Exception]:
             continue
         try:
             hashes[row.index] = sha256_file(row.image_path)  # type: ignore[arg-type]
+        except ImageLoadError as exc:  # missing, or not a regular file: the message names the path
+            hashes[row.index] = MetricInputError(str(exc))
         except OSError as exc:
             hashes[row.index] = MetricInputError(f"image {row.image_path}: {exc.strerror or exc}")
     return hashes
@@ -83,6 +110,7 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
                 batch_size: int | None, log: Any) -> MetricRunSummary:
     summary = MetricRunSummary(metric.convention)
     stage = f"metric:{metric.name}"
+    shared_fields = metric_key_fields(metric)
     todo: list[tuple[InputRow, str, dict[str, Any]]] = []
     for row in rows:
         digest = hashes[row.index]
@@ -90,8 +118,9 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
             summary.failed.append((row.index, str(digest)))
             store.record_failure(stage, f"row {row.index}: {digest}", row_index=row.index)
             continue
-        fields = key_fields(digest, row.prompt, metric)
-        todo.append((row, result_key(fields), fields))
+        fields = {**shared_fields, "image_sha256": digest, "prompt": row.prompt}
+        summary.keys[row.index] = result_key(fields)
+        todo.append((row, summary.keys[row.index], fields))
     done = store.existing_keys([key for _, key, _ in todo])
     summary.skipped = sum(1 for _, key, _ in todo if key in done)
     todo = [item for item in todo if item[1] not in done]
@@ -124,8 +153,10 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
         per_item = (time.perf_counter() - began) / len(ready)
         records = [
             ResultRecord(key=key, protocol=stage, dimension=metric.convention, key_fields=fields, status="scored",
-                         image_sha256=fields["image_sha256"], prompt=row.prompt, model_id=metric.weights_label(),
-                         parsed={"value": result.value, "extras": result.extras}, seconds=per_item)
+                         image_sha256=fields["image_sha256"], prompt=row.prompt, model_id=fields["weights"],
+                         parsed={"value": result.value, "extras": result.extras,
+                                 "tokens_dropped": result.tokens_dropped, "token_limit": result.token_limit},
+                         seconds=per_item)
             for (row, key, fields), result in zip(ready, results) if result is not None
         ]
         store.put_many(records)
@@ -148,20 +179,25 @@ def _softmax_by_prompt(values: dict[int, float], prompts: dict[int, str]) -> dic
 
 
 def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str | Exception],
-                 conventions: list[str], out_dir: Path) -> tuple[Path, Path]:
-    """One line per input row with a column per convention (empty when that row has no score)."""
+                 summaries: list[MetricRunSummary], out_dir: Path) -> tuple[Path, Path]:
+    """One line per input row with a column per convention (empty when that row has no score), read
+    from the store under each summary's keys; metrics with a text limit add a ``<convention>:tokens_dropped``
+    column and fill the summary's truncation counts."""
     by_convention: dict[str, dict[int, float]] = {}
-    for convention in conventions:
-        name = convention.split("@", 1)[0]
-        metric_records = [r for r in store.iter_results(f"metric:{name}") if r.dimension == convention]
-        by_key = {(r.image_sha256, r.prompt): r for r in metric_records}
-        values = {}
-        for row in rows:
-            digest = hashes[row.index]
-            record = by_key.get((digest, row.prompt)) if isinstance(digest, str) else None
-            if record is not None and record.parsed is not None:
-                values[row.index] = float(record.parsed["value"])
-        by_convention[convention] = values
+    dropped_by_convention: dict[str, dict[int, int | None]] = {}
+    for summary in summaries:
+        records = store.get_many(summary.keys.values())
+        parsed = {index: records[key].parsed for index, key in summary.keys.items()
+                  if key in records and records[key].parsed is not None}
+        by_convention[summary.convention] = {index: float(p["value"]) for index, p in parsed.items()}
+        limits = {p.get("token_limit") for p in parsed.values()} - {None}
+        if limits:
+            dropped = {index: p.get("tokens_dropped") for index, p in parsed.items()}
+            dropped_by_convention[summary.convention] = dropped
+            summary.token_limit = max(limits)  # one loaded metric has one limit
+            summary.rows_with_value = len(parsed)
+            summary.rows_truncated = sum(1 for n in dropped.values() if n)
+            summary.max_tokens_dropped = max((n or 0 for n in dropped.values()), default=0)
     prompts = {row.index: row.prompt for row in rows}
     probabilities = {c: _softmax_by_prompt(v, prompts) for c, v in by_convention.items() if c.startswith("pickscore@")}
     table = []
@@ -177,6 +213,8 @@ def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str
             if convention in probabilities:
                 # PickScore's probabilities: softmax over all of this input's images of the same prompt.
                 line["pickscore@probability"] = probabilities[convention].get(row.index)
+            if convention in dropped_by_convention:
+                line[f"{convention}:tokens_dropped"] = dropped_by_convention[convention].get(row.index)
         table.append(line)
     jsonl, csv_path = out_dir / "scores.jsonl", out_dir / "scores.csv"
     with open(jsonl, "w", encoding="utf-8") as fh:
@@ -189,4 +227,4 @@ def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str
     return jsonl, csv_path
 
 
-__all__ = ["MetricRunSummary", "key_fields", "score_file", "write_tables"]
+__all__ = ["KEY_VERSION", "MetricRunSummary", "key_fields", "metric_key_fields", "score_file", "write_tables"]

@@ -37,6 +37,15 @@ class TorchMetric(Metric):
     modules: list[torch.nn.Module]
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    # The resolved identity of the files the loader read (see weights.resolve_weights). A metric
+    # built from in-memory modules has none, and says so rather than naming the default repository.
+    _weights_label: str | None = None
+
+    def weights_label(self) -> str:
+        return self._weights_label or "in-memory:unidentified"
+
+    def dtype_label(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
 
     def to(self, *, device: str | None = None, dtype: str | torch.dtype | None = None) -> "TorchMetric":
         if device is not None:

@@ -34,6 +34,8 @@ POINTWISE_TEMPLATE = (
 AXES = ("alignment", "coherence", "style")
 _RATING = {axis: re.compile(rf"{axis}\s+score\s*\(\s*1\s*-\s*5\s*\)\s*:\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
            for axis in AXES}
+# Part of every result key: bump when the prompt wording or the way the image is passed changes.
+PREPROCESSING_VERSION = "unifiedreward-2.0-pointwise-prompt.1"
 DEFAULT_PARAMS = GenerationParams(max_new_tokens=256, temperature=0.0, top_k=1, repetition_penalty=1.0,
                                   enable_thinking=False)
 
@@ -59,6 +61,7 @@ def _image_sha256(img: Image.Image) -> str:
 
 class UnifiedReward(Metric):
     default_batch_size = 16
+    preprocessing_version = PREPROCESSING_VERSION
 
     def __init__(self, spec: MetricSpec, engine: Engine, params: GenerationParams = DEFAULT_PARAMS):
         self.spec = spec
@@ -68,6 +71,10 @@ class UnifiedReward(Metric):
 
     def weights_label(self) -> str:
         return f"{self.engine.model_id}@{self.engine.revision or 'unpinned'}"
+
+    def dtype_label(self) -> str:
+        # The engine owns the model; engines that load it in-process say in which dtype.
+        return str(getattr(self.engine, "dtype", None) or "engine-unreported")
 
     def _score_batch(self, prompts: list[str], images: list[Image.Image]) -> list[MetricResult]:
         requests = [
@@ -98,4 +105,4 @@ def load_unifiedreward(spec: MetricSpec, *, engine: Engine | None = None, params
     return UnifiedReward(spec, engine, params or DEFAULT_PARAMS)
 
 
-__all__ = ["POINTWISE_TEMPLATE", "UnifiedReward", "load_unifiedreward", "parse_ratings"]
+__all__ = ["POINTWISE_TEMPLATE", "PREPROCESSING_VERSION", "UnifiedReward", "load_unifiedreward", "parse_ratings"]
