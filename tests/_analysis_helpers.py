@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,3 +25,13 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and proc.returncode != 0:
         raise AssertionError(f"pixeljury {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def agree_results(out_json: Path, *args: str, check: bool = True) -> tuple[dict[tuple[str, str], dict], subprocess.CompletedProcess[str]]:
+    """Run ``pixeljury agree ARGS --json OUT_JSON``; the results keyed by (column, level) come back with
+    the process (empty when the command failed before writing)."""
+    proc = run_cli("agree", *args, "--json", str(out_json), check=check)
+    if not out_json.is_file():
+        return {}, proc
+    rows = json.loads(out_json.read_text())["results"]
+    return {(r["column"], r["level"]): r for r in rows}, proc

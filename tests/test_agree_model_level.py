@@ -7,7 +7,8 @@ import csv
 import json
 
 import pytest
-from _analysis_helpers import run_cli
+from _analysis_helpers import agree_results, run_cli
+from scipy import stats
 
 # Table 2, Overall column, in the paper's (descending) order.
 TABLE2 = {
@@ -87,11 +88,52 @@ def test_model_level_with_a_separate_per_model_human_file(tmp_path):
     assert lo <= row["srcc"] <= hi
 
 
-def test_too_few_models_is_an_error(tmp_path):
+def test_too_few_models_in_every_column_is_an_error(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("model,score,human\nA,1,2\nB,2,3\n")
     proc = run_cli("agree", str(table), "-H", "human", "--level", "model", "--bootstrap", "0", check=False)
-    assert proc.returncode == 2 and "only 2 models" in proc.stderr
+    assert proc.returncode == 2
+    assert "score (model): only 2 models have both scores and human ratings" in " ".join(proc.stderr.split())
+
+
+def _one_row_per_model(path) -> None:
+    # Six models, one row each: a model mean is that single row.
+    path.write_text("model,score,human\n" + "".join(f"M{k},{s},{h}\n" for k, (s, h) in
+                                                   enumerate(zip([1, 2, 3, 4, 5, 6], [2, 1, 3, 5, 4, 6]))))
+
+
+def test_one_row_per_model_resamples_models_by_default(tmp_path):
+    table = tmp_path / "t.csv"
+    _one_row_per_model(table)
+    rows, _ = agree_results(tmp_path / "a.json", str(table), "-H", "human", "--level", "model", "--bootstrap", "300")
+    row = rows[("score", "model")]
+    assert row["resample"] == "models"
+    assert row["srcc"] == pytest.approx(stats.spearmanr([1, 2, 3, 4, 5, 6], [2, 1, 3, 5, 4, 6]).statistic)
+    lo, hi = row["ci"]["srcc"]
+    assert lo < hi and lo <= row["srcc"] <= hi  # a real interval, not a point
+    assert any("one row per model" in note for note in row["notes"])
+
+
+def test_one_row_per_model_with_explicit_items_warns_of_zero_width(tmp_path):
+    table = tmp_path / "t.csv"
+    _one_row_per_model(table)
+    rows, proc = agree_results(tmp_path / "a.json", str(table), "-H", "human", "--level", "model",
+                               "--resample", "items", "--bootstrap", "100")
+    row = rows[("score", "model")]
+    assert row["resample"] == "items"
+    lo, hi = row["ci"]["srcc"]
+    assert lo == hi == pytest.approx(row["srcc"])  # what was asked for: the warning says why it is a point
+    assert any("zero-width" in note for note in row["notes"])
+    assert "zero-width" in proc.stdout
+
+
+def test_several_rows_per_model_resample_items_by_default(tmp_path):
+    table = tmp_path / "images.csv"
+    write_per_image(table, with_human=True)
+    rows, _ = agree_results(tmp_path / "a.json", str(table), "-H", "human", "-c", "overall", "--level", "both",
+                            "--bootstrap", "50")
+    assert rows[("overall", "model")]["resample"] == "items"
+    assert rows[("overall", "sample")]["resample"] == "items"
 
 
 def test_run_dir_joined_per_image_then_model_level(tmp_path):
@@ -118,3 +160,12 @@ def test_run_dir_joined_per_image_then_model_level(tmp_path):
     # Per image, ties in the judge's totals (0, 0, 60, 60, 100, 100) against distinct ratings:
     # Kendall tau-b = 12 / sqrt(15 * 12).
     assert rows["sample"]["krcc"] == pytest.approx(12 / (15 * 12) ** 0.5)
+
+
+def test_resample_models_with_both_levels_applies_to_the_model_level(tmp_path):
+    table = tmp_path / "images.csv"
+    write_per_image(table, with_human=True)
+    rows, _ = agree_results(tmp_path / "a.json", str(table), "-H", "human", "-c", "overall", "--level", "both",
+                            "--resample", "models", "--bootstrap", "50")
+    assert rows[("overall", "model")]["resample"] == "models"
+    assert rows[("overall", "sample")]["resample"] == "items"

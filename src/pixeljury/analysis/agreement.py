@@ -233,6 +233,10 @@ def agreement(
         # The other statistics are still worth having; say how to get this one.
         values["pairwise_acc"] = values["pairwise_eps"] = None
         notes.append(f"pairwise_acc: {n} items make over {MAX_PAIRS:,} pairs; compare within groups (--pairs-within)")
+    elif "pairwise_acc" in want and groups is not None and len(groups) == n and len(np.unique(np.asarray(groups))) == n:
+        # Every group holds one item (e.g. one image per prompt): the other statistics still stand.
+        values["pairwise_acc"] = values["pairwise_eps"] = None
+        notes.append("pairwise_acc: no pairs to compare (every group has a single item)")
     elif "pairwise_acc" in want:
         pa = pairwise_accuracy(x, y, groups=groups)
         values["pairwise_acc"], values["pairwise_eps"] = pa.accuracy, pa.epsilon

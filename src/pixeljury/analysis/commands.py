@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table as RichTable
 
 console = Console()
@@ -22,6 +24,7 @@ class LevelChoice(str, Enum):
 
 
 class UnitChoice(str, Enum):
+    auto = "auto"
     items = "items"
     models = "models"
 
@@ -48,11 +51,18 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _p_value(value: float | None) -> str:
+    # Small p-values in scientific notation, so they do not all print as 0.000.
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
 def agree(
     scores: Annotated[Path, typer.Argument(help="Run directory, or a CSV/JSON/JSONL/Parquet file with score columns.")],
-    human_col: Annotated[str, typer.Option("--human-col", "-H", help="Column with the human ratings.")],
+    human_col: Annotated[str, typer.Option("--human-col", "-H", help="Column with the human ratings; with --human, the human file's column (a scores column of the same name is then correlated against it).")],
     human: Annotated[Optional[Path], typer.Option(help="Separate file with the human ratings (else they are in SCORES).")] = None,
-    columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Score columns (repeat or comma-separate); default: every numeric column.")] = None,
+    columns: Annotated[Optional[list[str]], typer.Option("--columns", "-c", help="Score columns of SCORES (repeat or comma-separate); default: every numeric column.")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Columns to leave out of the default selection.")] = None,
     key: Annotated[Optional[str], typer.Option(help="Key column of SCORES for the join with --human (sample level).")] = None,
     human_key: Annotated[Optional[str], typer.Option(help="Key column of --human (default: --key).")] = None,
@@ -62,7 +72,7 @@ def agree(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
-    resample: Annotated[UnitChoice, typer.Option(help="Bootstrap unit at model level: items (within models) or models.")] = UnitChoice.items,
+    resample: Annotated[UnitChoice, typer.Option(help="Bootstrap unit at model level: items (within models) or models; auto: items, or models when every model has one row.")] = UnitChoice.auto,
     ci_stats: Annotated[str, typer.Option(help="Statistics that get a CI (comma list).")] = "srcc,krcc,plcc,ntire",
     sort: Annotated[str, typer.Option(help="Sort the table by this statistic.")] = "srcc",
     ascending: Annotated[bool, typer.Option(help="Sort ascending instead of descending.")] = False,
@@ -73,63 +83,67 @@ def agree(
     from pixeljury.analysis import agree as ag
     from pixeljury.analysis.agreement import AgreementError
     from pixeljury.analysis.rundir import RunDirError
-    from pixeljury.analysis.tables import TableError, join, load_table, numeric_columns
+    from pixeljury.analysis.tables import TableError, load_table
 
     try:
         table = load_table(scores)
         human_table = load_table(human) if human else None
         levels = ["sample", "model"] if level is LevelChoice.both else [level.value]
-        notes: list[str] = []
-        joined = table
-        # At model level a human file with its own model column is grouped on its own; one without
-        # it is joined item by item on the key first, like at sample level.
-        human_grouped = human_table is not None and group_by in human_table.columns
-        if human_table is not None and ("sample" in levels or not human_grouped):
-            if not key:
-                _fail(f"--key is needed to join --human onto the scores (at model level it may instead have a {group_by!r} column)")
-            joined, unmatched_scores, unmatched_human = join(table, human_table, score_key=key, human_key=human_key or key)
-            notes.append(f"joined {len(joined.rows)} rows; {unmatched_scores} score rows and {unmatched_human} human rows had no partner")
-        exclude_set = {human_col, group_by, *(c for c in (key, human_key, pairs_within) if c), *_split(exclude)}
-        if human_table is not None:
-            exclude_set |= set(human_table.columns) - set(table.columns)
-        cols = _split(columns) or numeric_columns(table, exclude_set)
         options = ag.AgreeOptions(
             human_column=human_col, group_by=group_by, pairs_within=pairs_within, n_boot=bootstrap, seed=seed,
             confidence=confidence, resample=resample.value, ci_statistics=_split([ci_stats]),
         )
+        plan = ag.plan(table, human_table, options, levels, columns=_split(columns), exclude=_split(exclude),  # type: ignore[arg-type]
+                       key=key, human_key=human_key)
         rows: list[ag.AgreeRow] = []
         for lvl in levels:
             options.level = lvl  # type: ignore[assignment]
-            separate = lvl == "model" and human_grouped
-            found = ag.compute(table if separate else joined, cols, options, human_table if separate else None)
+            # --resample is the model-level unit; with --level both, the sample level redraws items.
+            sample_of_both = lvl == "sample" and len(levels) > 1
+            options.resample = "items" if sample_of_both and resample is UnitChoice.models else resample.value  # type: ignore[assignment]
+            found = ag.compute(plan.inputs[lvl], plan.columns, options)
             rows += ag.sort_rows(found, sort, descending=not ascending)
     except (TableError, RunDirError, AgreementError) as exc:
         _fail(str(exc))
         return
-    _print_agreement(rows, confidence)
-    for note in notes:
+    _print_agreement(rows, confidence if bootstrap else None)
+    for note in plan.notes:
         console.print(note, highlight=False)
     meta = {"scores": str(scores), "human": str(human) if human else None, "human_column": human_col,
-            "bootstrap": bootstrap, "seed": seed, "confidence": confidence, "resample": resample.value, "notes": notes}
+            "bootstrap": bootstrap, "seed": seed, "confidence": confidence, "resample": resample.value, "notes": plan.notes}
     _write(json_out, ag.to_json(rows, meta), "JSON")
     _write(csv_out, ag.to_csv(rows), "CSV")
+    if all(all(v is None for v in r.result.values.values()) for r in rows):
+        # Nothing to read off the table: say so in the exit status, naming every column's reason.
+        _fail("no column gave a statistic: " + "; ".join(
+            f"{r.column} ({r.level}): {r.undefined or '; '.join(r.result.notes)}" for r in rows))
 
 
-def _print_agreement(rows: list, confidence: float) -> None:
-    table = RichTable(title=f"Agreement with humans ({confidence:.0%} bootstrap CIs)")
-    for name, justify in (("column", "left"), ("level", "left"), ("n", "right"), ("SRCC", "right"), ("KRCC", "right"),
-                          ("PLCC", "right"), ("PLCC 4PL", "right"), ("pair acc", "right"), ("NTIRE", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+def _print_agreement(rows: list, confidence: float | None) -> None:
+    """The screen table; ``confidence`` None when there was no bootstrap (then no CI is promised)."""
+    title = "Agreement with humans" + ("" if confidence is None else f" ({confidence:.0%} bootstrap CIs in brackets)")
+    table = RichTable(title=title, box=box.SIMPLE_HEAD)  # no vertical rules: 13 columns need the room
+    for name in ("column", "level", "n", "dropped", "SRCC", "SRCC p", "KRCC", "KRCC p", "PLCC", "PLCC p",
+                 "PLCC 4PL", "pair acc", "NTIRE"):
+        # Fold rather than cut: a number shortened to "0.…" would be worse than one over two lines.
+        table.add_column(name, justify="left" if name in ("column", "level") else "right", overflow="fold")
 
     def cell(row, stat: str) -> str:
         value = _num(row.result.values.get(stat))
         ci = row.result.ci.get(stat)
-        return f"{value} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else value
+        return f"{value}\n[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else value  # the interval under its estimate
 
     for r in rows:
-        table.add_row(r.column, r.level, str(r.result.n), cell(r, "srcc"), cell(r, "krcc"), cell(r, "plcc"),
-                      _num(r.result.values.get("plcc_fitted")), _num(r.result.values.get("pairwise_acc")), cell(r, "ntire"))
-    console.print(table)
+        values = r.result.values
+        table.add_row(r.column, r.level, str(r.result.n), str(r.n_dropped),
+                      cell(r, "srcc"), _p_value(values.get("srcc_p")), cell(r, "krcc"), _p_value(values.get("krcc_p")),
+                      cell(r, "plcc"), _p_value(values.get("plcc_p")),
+                      _num(values.get("plcc_fitted")), _num(values.get("pairwise_acc")), cell(r, "ntire"))
+    # Piped into a file or another program there is no screen to fit: print at the table's own width
+    # (console.print can only narrow, so a console of that width does it).
+    natural = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    out = console if console.is_terminal or natural <= console.width else Console(width=natural)
+    out.print(table)
     for r in rows:
         for note in r.result.notes:
             console.print(f"{r.column} ({r.level}): {note}", highlight=False)

@@ -13,6 +13,12 @@ from typing import Any
 from pixeljury.analysis.rundir import is_run_dir, load_run, run_table
 
 TABLE_FORMATS = (".csv", ".json", ".jsonl", ".parquet")
+# Text that stands for "no value" in a numeric column (compared stripped, case-insensitively). CSV can
+# only say "missing" in text, while JSON has null and Parquet has null/NaN; reading these the same way
+# makes one data set give one answer whatever its format. Empty and blank text count too.
+MISSING_NUMBER_TEXT = frozenset({"", "nan", "na", "n/a", "none", "null"})
+# Where both files of a join have a column, the human file's copy is renamed with this prefix.
+HUMAN_PREFIX = "human:"
 # A JSON object of objects (e.g. TIFA's {image_id: {...}}) becomes rows; its keys land in this column.
 OBJECT_KEY_COLUMN = "key"
 
@@ -29,6 +35,8 @@ class Table:
     # Columns a run directory marks as scores; None for plain files (any numeric column may be one).
     score_columns: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    # A joined table: each column of the human file -> its name here (prefixed where the names collide).
+    human_columns: dict[str, str] = field(default_factory=dict)
 
 
 def _read_text(path: Path) -> str:
@@ -100,12 +108,20 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def is_missing(value: Any) -> bool:
+    """No value at all: None (JSON null, Parquet null), NaN, or blank text. Used for keys and group
+    labels, where a word such as "NA" may be a real name."""
     return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
+def is_missing_number(value: Any) -> bool:
+    """A missing value in a numeric column: :func:`is_missing`, or one of :data:`MISSING_NUMBER_TEXT`."""
+    return is_missing(value) or (isinstance(value, str) and value.strip().lower() in MISSING_NUMBER_TEXT)
+
+
 def to_number(value: Any) -> float | None:
-    """A finite float, None for a missing value; raises ValueError for anything else."""
-    if is_missing(value):
+    """A finite float, None for a missing value (see :func:`is_missing_number`); raises ValueError for
+    anything else, infinities included."""
+    if is_missing_number(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{value!r} is not a number")
@@ -134,20 +150,31 @@ def numeric_column(table: Table, column: str) -> list[float | None]:
 def numeric_columns(table: Table, exclude: set[str]) -> list[str]:
     """Columns whose every present value is a number (and at least one is present), in table order.
     For a run directory: its score columns."""
+    return select_numeric_columns(table, exclude)[0]
+
+
+def select_numeric_columns(table: Table, exclude: set[str]) -> tuple[list[str], list[str]]:
+    """:func:`numeric_columns`, plus a note for each column left out although some of its values are
+    numbers (a stray word, an infinity), so that no score column disappears without a word."""
     if table.score_columns is not None:
-        return [c for c in table.score_columns if c not in exclude]
-    found = []
+        return [c for c in table.score_columns if c not in exclude], []
+    found: list[str] = []
+    notes: list[str] = []
     for col in table.columns:
         if col in exclude:
             continue
-        values = [r.get(col) for r in table.rows]
-        try:
-            numbers = [to_number(v) for v in values]
-        except (ValueError, TypeError):
-            continue
-        if any(n is not None for n in numbers):
+        numbers, first_bad = 0, None
+        for i, row in enumerate(table.rows):
+            try:
+                numbers += to_number(row.get(col)) is not None
+            except ValueError as exc:
+                first_bad = first_bad or f"row {i}: {exc}"
+        if first_bad is None and numbers:
             found.append(col)
-    return found
+        elif first_bad is not None and numbers:
+            notes.append(f"column {col!r} left out of the default selection ({table.source} {first_bad}; "
+                         f"{numbers} other values are numbers)")
+    return found, notes
 
 
 def key_of(value: Any) -> str:
@@ -173,9 +200,17 @@ def index_by_key(table: Table, column: str) -> dict[str, int]:
 
 
 def join(scores: Table, human: Table, *, score_key: str, human_key: str) -> tuple[Table, int, int]:
-    """Inner join on the keys. Columns of the human table are added under their own names, or with a
-    ``human:`` prefix where the score table already has that name. Returns (joined, unmatched score rows,
-    unmatched human rows)."""
+    """Inner join on the keys. Columns of the human table are added under their own names, or as
+    ``human:<name>`` where the score table has a column of that name (decided per column, not per
+    row, so a name means one thing in every row); ``joined.human_columns`` maps each human column to
+    its name in the join. Returns (joined, unmatched score rows, unmatched human rows)."""
+    renamed = {col: f"{HUMAN_PREFIX}{col}" if col in scores.columns else col for col in human.columns}
+    taken = [new for old, new in renamed.items() if old != new and new in scores.columns]
+    if taken:
+        raise TableError(
+            f"{scores.source} already has a column {taken[0]!r}, the name the human file's {taken[0][len(HUMAN_PREFIX):]!r} "
+            f"would get in the join; rename one of them"
+        )
     left = index_by_key(scores, score_key)
     right = index_by_key(human, human_key)
     rows = []
@@ -184,8 +219,7 @@ def join(scores: Table, human: Table, *, score_key: str, human_key: str) -> tupl
         if j is None:
             continue
         row = dict(scores.rows[i])
-        for col, value in human.rows[j].items():
-            row[col if col not in row else f"human:{col}"] = value
+        row.update((renamed[col], value) for col, value in human.rows[j].items())
         rows.append(row)
     if not rows:
         sample_left, sample_right = list(left)[:3], list(right)[:3]
@@ -193,5 +227,5 @@ def join(scores: Table, human: Table, *, score_key: str, human_key: str) -> tupl
             f"no keys in common between {scores.source} ({score_key}, e.g. {sample_left}) "
             f"and {human.source} ({human_key}, e.g. {sample_right})"
         )
-    joined = Table(f"{scores.source} ⋈ {human.source}", rows, _columns(rows), scores.score_columns)
+    joined = Table(f"{scores.source} ⋈ {human.source}", rows, _columns(rows), scores.score_columns, human_columns=renamed)
     return joined, len(left) - len(rows), len(right) - len(rows)
