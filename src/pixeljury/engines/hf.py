@@ -151,11 +151,11 @@ def local_revision(path: Path) -> str:
         size = f.stat().st_size
         sample = suffix in WEIGHT_SUFFIXES or size > FULL_READ_LIMIT
         h.update(f"{f.name}\0{size}\0".encode())
-        h.update(_sampled_digest(f, size) if sample else hashlib.sha256(f.read_bytes()).digest())
+        h.update(sampled_file_digest(f, size) if sample else hashlib.sha256(f.read_bytes()).digest())
     return "local-" + h.hexdigest()[:16]
 
 
-def _sampled_digest(f: Path, size: int) -> bytes:
+def sampled_file_digest(f: Path, size: int) -> bytes:
     """sha256 of the first and last :data:`SAMPLE_EDGE_BYTES` of ``f`` and of
     :data:`SAMPLE_BLOCKS` evenly spaced blocks between; the whole file when it is about that small."""
     h = hashlib.sha256()

@@ -16,7 +16,7 @@ from typing import Any
 
 # The judge engines' weight fingerprint, reused so that judges and metrics identify local weights
 # alike (engines.hf imports no torch at module level).
-from pixeljury.engines.hf import _sampled_digest, judge_identity, local_revision
+from pixeljury.engines.hf import judge_identity, local_revision, sampled_file_digest
 from pixeljury.metrics.base import MetricUnavailable, WeightsRef
 
 MODELSCOPE_PREFIX = "modelscope:"
@@ -70,7 +70,7 @@ def content_fingerprint(path: str | os.PathLike[str]) -> str:
     size = path.stat().st_size
     h = hashlib.sha256(b"pixeljury-local-file-revision-v1\0")
     h.update(f"{size}\0".encode())
-    h.update(_sampled_digest(path, size))
+    h.update(sampled_file_digest(path, size))
     return "local-" + h.hexdigest()[:16]
 
 
