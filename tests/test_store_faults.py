@@ -13,7 +13,8 @@ from PIL import Image
 import pixeljury
 from pixeljury.engines.replay import ReplayEngine
 from pixeljury.rubric.taxonomy import TREE
-from pixeljury.runs.exports import EmptyStore, remove_stale_temporaries, write_run_outputs
+from pixeljury.runs.atomic import remove_stale_temporaries
+from pixeljury.runs.exports import EmptyStore, write_run_outputs
 from pixeljury.runs.store import ResultStore, StoreDamaged
 
 from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env

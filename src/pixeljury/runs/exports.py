@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import sqlite3
 from collections import defaultdict
@@ -17,6 +16,7 @@ from typing import Any
 
 from pixeljury.protocols.qjudger import current_result, image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
+from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path, write_text_atomic
 from pixeljury.runs.manifest import MANIFEST_NAME
 from pixeljury.runs.store import ResultStore, StoreDamaged
 from pixeljury.scoring import BenchAccumulator
@@ -251,7 +251,7 @@ class _Sinks:
             self.paths["parquet"] = run_dir / "per_image.parquet"
         if "xlsx" in formats:
             self.paths["xlsx"] = run_dir / "scores.xlsx"
-        self.tmp = {k: _tmp_path(p) for k, p in self.paths.items()}
+        self.tmp = {k: temporary_path(p) for k, p in self.paths.items()}
         self.flat = len(self.paths) > 1
         self._jsonl = open(self.tmp["per_image"], "w", encoding="utf-8")
         self._csv_fh = self._csv = None
@@ -347,52 +347,8 @@ _EMPTY_RECORD: dict[str, Any] = {"row": None, "model": None, "ID": None, "prompt
                                  "dimensions": {}, "scores": {}}
 
 
-def _tmp_path(path: Path) -> Path:
-    """``<name>.<pid>.tmp`` beside ``path``: unique to this process."""
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class EmptyStore(ValueError):
     """An export would replace outputs that hold rows with empty ones."""
-
-
-_TEMPORARY = re.compile(r".+\.(\d+)\.tmp")
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # exists under another user, or cannot tell: keep its file
-    return True
-
-
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the ``<name>.<pid>.tmp`` files that an export or manifest write killed half-way left
-    behind: those whose process no longer exists (a live one may still be writing its own)."""
-    removed = []
-    for folder in (run_dir, run_dir / "bench"):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            match = _TEMPORARY.fullmatch(path.name)
-            if match and not _process_alive(int(match.group(1))) and path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
 
 
 def _is_bench_file(path: Path) -> bool:
@@ -446,14 +402,14 @@ def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...
         names = bench_file_names(bench)
         for model, b in bench.items():
             p = bench_dir / names[model]
-            _write_text_atomic(p, json.dumps(b, indent=2, ensure_ascii=False))
+            write_text_atomic(p, json.dumps(b, indent=2, ensure_ascii=False))
             out[f"bench:{model}"] = p
         written = set(names.values())
         for stale in bench_dir.glob("*.json"):  # models no longer in the run, or files named by an older version
             if stale.name not in written and _is_bench_file(stale):
                 stale.unlink(missing_ok=True)
         out["summary"] = run_dir / "summary.csv"
-        tmp = _tmp_path(out["summary"])
+        tmp = temporary_path(out["summary"])
         try:
             _write_csv(tmp, summary_rows(bench))
             tmp.replace(out["summary"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pixeljury.runs.atomic import write_text_atomic
 
 
 MANIFEST_NAME = "manifest.json"
@@ -58,9 +59,7 @@ def iso_now() -> str:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
     path = Path(run_dir) / MANIFEST_NAME
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # the pattern exports clean up after a kill
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     return path
 
 
