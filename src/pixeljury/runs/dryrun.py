@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pixeljury.data.images import ImageLoadError, load_for_judge, pixel_parity
+from pixeljury.data.images import ImageLoadError, load_for_judge
 from pixeljury.engines.base import ImagePart, TextPart
 from pixeljury.protocols import qjudger
 from pixeljury.runs.exports import slug
-from pixeljury.runs.judge import JudgeConfig, load_inputs, plan
+from pixeljury.runs.judge import JudgeConfig, load_inputs, plan, report_row, warn_parity
 from pixeljury.runs.store import ResultStore
 
 # Keys of a dry run name no judge when none is given; they are never stored.
@@ -32,9 +32,7 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
     console = console or Console(stderr=True, quiet=config.quiet)
     judge_model = judge_model or NO_MODEL
     inputs = load_inputs(config)
-    parity = pixel_parity()
-    if not parity.ok:
-        console.print(f"[yellow]warning:[/] {parity.detail}")
+    warn_parity(console)
     if save_images is not None:
         try:
             save_images.mkdir(parents=True, exist_ok=True)
@@ -46,11 +44,9 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
     written = skipped = 0
     with open(dest, "w", encoding="utf-8") as fh:
         for row in prep.rows:
-            for warning in row.warnings:
-                console.print(f"[yellow]row {row.row}: warning: {warning}")
+            report_row(row, console)
             if row.status != "ok":
                 skipped += 1
-                console.print(f"[yellow]row {row.row}: {row.status}: {'; '.join(row.errors)}")
                 continue
             try:
                 image, _ = load_for_judge(Path(row.image_abspath), keep_aspect=config.keep_aspect)

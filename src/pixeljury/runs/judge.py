@@ -188,7 +188,7 @@ class _WorkStream:
             for source, row in zip(self.rows.rows, planned):
                 self.planned.append(row)
                 unsaved.append(row)
-                _report_row(row, self.console)
+                report_row(row, self.console)
                 queued = 0
                 if row.status == "ok":
                     for dim, key in row.keys.items():
@@ -377,7 +377,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                 if previous is not None:
                     manifest["previous_manifest"] = str(previous.relative_to(out))
                 write_manifest(out, manifest)
-                _warn_parity(console)
+                warn_parity(console)
                 if stored:
                     console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
                 runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
@@ -419,13 +419,13 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
                       outputs, runner.stopped)
 
 
-def _warn_parity(console: Console) -> None:
+def warn_parity(console: Console) -> None:
     parity = pixel_parity()
     if not parity.ok:
         console.print(f"[yellow]warning:[/] {parity.detail}")
 
 
-def _report_row(r: PlannedRow, console: Console) -> None:
+def report_row(r: PlannedRow, console: Console) -> None:
     if r.status == "row_error":
         console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
     elif r.status == "duplicate":
