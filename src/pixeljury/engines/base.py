@@ -73,6 +73,10 @@ class Generation:
     # Set when this one request failed (after the engine's own retries) while others in the batch
     # succeeded; the pipeline records it as a failure, never as a result, and retries it next run.
     error: str | None = None
+    # With ``error``: False when the request itself is at fault (longer than the model's context,
+    # text that would act as the judge's control tokens): the same input fails the same way on every
+    # rerun, so the run reports it as permanent instead of asking for a rerun.
+    retryable: bool = True
 
     @property
     def truncated(self) -> bool:
