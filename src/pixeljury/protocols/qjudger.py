@@ -30,6 +30,44 @@ PARSER_VERSION = "3"  # 3: no unwrapping of another dimension's name; {"score": 
 
 THINK_END = "</think>"
 
+# The special tokens of the Qwen judge tokenizers: the added tokens that tokenizer_config.json marks
+# special in Qwen3-VL (the first fourteen) and Qwen3.5 (those plus the audio and speech ones).
+# Tokenizers read them in any text, a prompt included, as one control token each: `<|im_end|>` and
+# `<|im_start|>` end the user's turn and open another (a forged system turn), an `<|image_pad|>` is
+# taken for a slot of the image's features. Such a prompt is refused (see `control_tokens_in`).
+# Not listed: added tokens that are not special (`<think>`, `<tool_call>`, `<|fim_prefix|>`...); they
+# are single tokens too, but a user turn gives them no role, and the answer is read from the output only.
+JUDGE_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<|audio_pad|>",
+    "<tts_pad>",
+    "<tts_text_bos>",
+    "<tts_text_eod>",
+    "<tts_text_bos_single>",
+)
+
+
+def control_tokens_in(text: str) -> list[str]:
+    """The judge's special tokens (:data:`JUDGE_SPECIAL_TOKENS`) that occur in ``text``, in the order
+    of their first occurrence; empty when the text is safe to send."""
+    found = [(text.find(t), t) for t in JUDGE_SPECIAL_TOKENS if t in text]
+    return [t for _, t in sorted(found)]
+
 
 def build_request(
     rubric: Rubric, prompt: str, dimension: str, image: Image.Image, image_sha256: str, request_id: str
@@ -281,10 +319,12 @@ __all__ = [
     "PROTOCOL_ID",
     "PROTOCOL_VERSION",
     "PARSER_VERSION",
+    "JUDGE_SPECIAL_TOKENS",
     "DimensionResult",
     "current_result",
     "answer_text",
     "build_request",
+    "control_tokens_in",
     "extract_json",
     "image_scores_from_dicts",
     "parse",

@@ -15,7 +15,7 @@ from pixeljury.data.images import ImageLoadError, stat_and_hash
 from pixeljury.data.inputs import InputRow
 from pixeljury.data.metadata import BenchMetadata
 from pixeljury.engines.base import GenerationParams
-from pixeljury.protocols.qjudger import PROTOCOL_ID, PROTOCOL_VERSION
+from pixeljury.protocols.qjudger import PROTOCOL_ID, PROTOCOL_VERSION, control_tokens_in
 from pixeljury.rubric.model import Rubric
 from pixeljury.runs.store import ResultStore, result_key
 
@@ -191,6 +191,11 @@ class RowPlanner:
             errors.append(f"row has benchmark ID {r.bench_id} but no --metadata file was given")
         elif r.bench_id is not None and r.bench_id not in self.metadata:  # type: ignore[operator]
             errors.append(f"ID {r.bench_id} is not in the benchmark metadata ({self.metadata.origin})")  # type: ignore[union-attr]
+        control = control_tokens_in(r.prompt)
+        if control:
+            errors.append(f"prompt contains {', '.join(control)}: special token(s) of the judge's tokenizer, which the "
+                          "judge would read as control tokens (end or start a turn, stand for image features), "
+                          "not as text; remove them from the prompt")
         warnings: list[str] = []
         if r.bench_id is not None and self.metadata is not None and r.bench_id in self.metadata:
             mismatch = self.metadata.prompt_mismatch(r.bench_id, r.prompt)
