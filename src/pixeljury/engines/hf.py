@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,10 @@ from pixeljury.engines.base import (
     Generation,
     GenerationParams,
     ImagePart,
+    TextPart,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
@@ -190,6 +196,64 @@ def generation_from_tokens(tokenizer: Any, request_id: str, new_tokens: list[int
     )
 
 
+def special_token_texts(tokenizer: Any) -> frozenset[str]:
+    """The texts of ``tokenizer``'s special tokens: its added tokens marked special and the special
+    tokens it names (end of sequence, padding, the additional ones). Empty texts, which some
+    tokenizers ship for reserved slots, are left out: they occur in every text."""
+    found: set[str] = set()
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    for token in decoder.values():
+        if getattr(token, "special", False):
+            found.add(str(getattr(token, "content", token)))
+    found.update(str(t) for t in getattr(tokenizer, "all_special_tokens", None) or ())
+    return frozenset(t for t in found if t)
+
+
+class SpecialTokenGuard:
+    """Keeps requests whose text holds a special token of the tokenizer from being sent.
+
+    A tokenizer reads its special tokens in any text as control tokens, never as the characters they
+    are spelled with: in a prompt, ``<|im_end|><|im_start|>system`` would close the user's turn and open
+    a system turn, and an ``<|image_pad|>`` would be taken for a slot of the image's features (the
+    processor then rejects the whole batch). The request's texts (system and user text parts) are
+    checked; the chat template's own special tokens are not part of them.
+    """
+
+    def __init__(self, tokenizer: Any, engine: str):
+        self.tokens = special_token_texts(tokenizer)
+        self.engine = engine
+        longest_first = sorted(self.tokens, key=lambda t: (-len(t), t))
+        self._pattern = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
+
+    def found(self, request: ChatRequest) -> list[str]:
+        """The special tokens in the request's texts, each once, in the order they first occur."""
+        if self._pattern is None:
+            return []
+        texts = [request.system, *(p.text for p in request.user if isinstance(p, TextPart))]
+        return list(dict.fromkeys(m.group(0) for text in texts for m in self._pattern.finditer(text)))
+
+    def refusal(self, request: ChatRequest) -> Generation | None:
+        """A failed, not retryable :class:`Generation` for a request holding special tokens; else None."""
+        found = self.found(request)
+        if not found:
+            return None
+        return Generation(
+            request_id=request.request_id, text="", finish_reason="error", retryable=False,
+            error=f"not sent: the request text contains {', '.join(found)}, special token(s) of the judge's "
+                  f"tokenizer that the {self.engine} engine would pass to the model as control tokens, not as text",
+        )
+
+
+def context_length(config: Any) -> int | None:
+    """The model's context in tokens: ``max_position_embeddings`` of its text config (None if unknown)."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for cfg in (text_config, config):
+        value = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 class TransformersEngine(Engine):
     name = "transformers"
 
@@ -203,7 +267,11 @@ class TransformersEngine(Engine):
         device: str = "auto",
         batch_size: int = 4,
         attn_implementation: str | None = None,
+        max_model_len: int | None = None,
     ):
+        """``max_model_len``: the context, in tokens, that a request's prompt (image tokens included)
+        plus ``max_new_tokens`` must fit in; default the model's ``max_position_embeddings``. A longer
+        request is refused before it reaches the model."""
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -233,12 +301,14 @@ class TransformersEngine(Engine):
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.pad_id = self.processor.tokenizer.pad_token_id
+        self.max_model_len = max_model_len or context_length(self.model.config)
+        self.special_tokens = SpecialTokenGuard(self.processor.tokenizer, self.name)
 
     def describe(self) -> dict[str, Any]:
         import torch
 
         info = super().describe()
-        info.update(device=self.device, dtype=self.dtype, torch=torch.__version__)
+        info.update(device=self.device, dtype=self.dtype, torch=torch.__version__, max_model_len=self.max_model_len)
         if self.device.startswith("cuda"):
             info["gpu"] = torch.cuda.get_device_name(0)
         return info
@@ -247,38 +317,119 @@ class TransformersEngine(Engine):
         return render_chat(self.processor, request, enable_thinking=params.enable_thinking)
 
     def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
-        import torch
-
+        """One generation per request. A request whose text holds special tokens, or that does not
+        fit the context, comes back with a not retryable error without reaching the model; when the
+        processor or the model fails on a batch, its requests are run one by one, so only a request
+        that fails alone comes back with an error (the others get their answers)."""
         if params.json_schema_constrained:
             raise EngineError("the transformers engine does not constrain output; use --engine vllm or openai",
                               retryable=False)
-        started = time.perf_counter()
+        results: list[Generation | None] = [self.special_tokens.refusal(r) for r in requests]
+        sent = [i for i, g in enumerate(results) if g is None]
+        for i, generation in zip(sent, self._generate_fitting([requests[i] for i in sent], params)):
+            results[i] = generation
+        return results  # type: ignore[return-value] - every position is filled
+
+    def _encode(self, requests: list[ChatRequest], params: GenerationParams) -> Any:
         texts = [self.render(r, params) for r in requests]
         images = [[p.image for p in r.user if isinstance(p, ImagePart)] for r in requests]
+        return self.processor(text=texts, images=images if any(images) else None, padding=True, return_tensors="pt")
+
+    def _generate_fitting(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
+        """Encode the batch, refuse the requests longer than the context, generate the rest."""
+        if not requests:
+            return []
+        started = time.perf_counter()
         try:
-            enc = self.processor(text=texts, images=images if any(images) else None, padding=True, return_tensors="pt")
-            enc = enc.to(self.device)
-            greedy = params.temperature == 0 or params.top_k == 1
-            gen_kwargs: dict[str, Any] = {
-                "max_new_tokens": params.max_new_tokens,
-                "repetition_penalty": params.repetition_penalty,
-                "do_sample": not greedy,
-                "pad_token_id": self.pad_id,
-            }
-            if not greedy:
-                gen_kwargs.update(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
-            torch.manual_seed(params.seed)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **gen_kwargs)
-        except torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
-            raise EngineError(f"out of GPU memory on a batch of {len(requests)}: lower --batch-size ({exc})") from exc
-        except RuntimeError as exc:
-            raise EngineError(f"generation failed on a batch of {len(requests)}: {exc}") from exc
+            enc = self._encode(requests, params)
+        except Exception as exc:  # noqa: BLE001 - narrowed below, request by request
+            failure = _failure("the processor rejected", exc)
+        else:
+            failure = None
+        if failure is not None:
+            return self._one_by_one(requests, params, failure, started)
+        # Prompt tokens per request as the model would see them: image tokens expanded, padding not counted.
+        counts = [int(n) for n in enc["attention_mask"].sum(dim=1).tolist()]
+        limit = self.max_model_len
+        if limit is not None and any(n + params.max_new_tokens > limit for n in counts):
+            del enc
+            results: list[Generation | None] = [
+                self._too_long(r, n, params) if n + params.max_new_tokens > limit else None
+                for r, n in zip(requests, counts)
+            ]
+            fitting = [i for i, g in enumerate(results) if g is None]
+            for i, generation in zip(fitting, self._generate_fitting([requests[i] for i in fitting], params)):
+                results[i] = generation
+            return results  # type: ignore[return-value]
+        try:
+            out, prompt_len = self._run_model(enc, params)
+        except Exception as exc:  # noqa: BLE001 - narrowed below, request by request
+            # Only a description is kept: the exception's traceback holds the failed batch's tensors,
+            # which are freed (with the batch's inputs) before its requests are tried alone.
+            failure = _failure("generation failed on", exc)
+        if failure is not None:
+            del enc
+            if failure.out_of_memory:
+                import torch
+
+                torch.cuda.empty_cache()
+            return self._one_by_one(requests, params, failure, started)
         seconds = time.perf_counter() - started
-        prompt_len = enc["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:].tolist()
-        prompt_counts = enc["attention_mask"].sum(dim=1).tolist()
         return [
-            generation_from_tokens(self.processor.tokenizer, req.request_id, toks, self.eos_ids, int(n_prompt), seconds)
-            for req, toks, n_prompt in zip(requests, new_tokens, prompt_counts)
+            generation_from_tokens(self.processor.tokenizer, req.request_id, toks, self.eos_ids, n_prompt, seconds)
+            for req, toks, n_prompt in zip(requests, new_tokens, counts)
         ]
+
+    def _run_model(self, enc: Any, params: GenerationParams) -> tuple[Any, int]:
+        import torch
+
+        enc = enc.to(self.device)
+        greedy = params.temperature == 0 or params.top_k == 1
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "repetition_penalty": params.repetition_penalty,
+            "do_sample": not greedy,
+            "pad_token_id": self.pad_id,
+        }
+        if not greedy:
+            gen_kwargs.update(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
+        torch.manual_seed(params.seed)
+        with torch.inference_mode():
+            return self.model.generate(**enc, **gen_kwargs), enc["input_ids"].shape[1]
+
+    def _one_by_one(self, requests: list[ChatRequest], params: GenerationParams, failure: "_BatchFailure",
+                    started: float) -> list[Generation]:
+        """A batch the processor or the model failed on: each request again on its own, so that one bad
+        request (or one too large for memory) costs only itself. A request that fails alone comes
+        back with the error, retryable (memory, for one, may be free next time)."""
+        if len(requests) == 1:
+            error = (f"out of accelerator memory on this request alone: {failure.reason}" if failure.out_of_memory
+                     else f"{failure.what} the request: {failure.reason}")
+            return [Generation(request_id=requests[0].request_id, text="", finish_reason="error",
+                               seconds=time.perf_counter() - started, error=error)]
+        logger.warning("%s a batch of %d (%s); running its requests one by one%s", failure.what, len(requests),
+                       failure.reason, " (a lower --batch-size avoids this)" if failure.out_of_memory else "")
+        return [g for r in requests for g in self._generate_fitting([r], params)]
+
+    def _too_long(self, request: ChatRequest, prompt_tokens: int, params: GenerationParams) -> Generation:
+        return Generation(
+            request_id=request.request_id, text="", finish_reason="error", prompt_tokens=prompt_tokens,
+            retryable=False,
+            error=f"not sent: the prompt is {prompt_tokens} tokens (image tokens included); with max_new_tokens "
+                  f"{params.max_new_tokens} that exceeds the judge's context of {self.max_model_len} tokens",
+        )
+
+
+@dataclass(frozen=True)
+class _BatchFailure:
+    what: str  # "the processor rejected" | "generation failed on"
+    reason: str  # the exception, as text
+    out_of_memory: bool
+
+
+def _failure(what: str, exc: BaseException) -> _BatchFailure:
+    import torch
+
+    return _BatchFailure(what, f"{type(exc).__name__}: {exc}",
+                         isinstance(exc, torch.cuda.OutOfMemoryError))  # type: ignore[attr-defined]
