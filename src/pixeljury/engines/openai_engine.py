@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 # When every request of a batch fails with one of these, the configuration is wrong (key, URL,
 # model name) and recording thousands of identical failures would only hide it.
 CONFIG_ERROR_STATUSES = frozenset({401, 403, 404})
+# How servers word a 400 for a prompt that does not fit the model's context: vLLM ("... longer than the
+# maximum model length of N", older "This model's maximum context length is N tokens"), SGLang ("...
+# longer than the model's context length"), OpenAI (code "context_length_exceeded").
+CONTEXT_TOO_LONG = re.compile(r"maximum model length|maximum context length|context length|context_length_exceeded",
+                              re.IGNORECASE)
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
 
@@ -190,8 +196,9 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def error_generation(request_id: str, error: str, seconds: float | None = None) -> Generation:
-    return Generation(request_id=request_id, text="", finish_reason="error", seconds=seconds, error=error)
+def error_generation(request_id: str, error: str, seconds: float | None = None, *, retryable: bool = True) -> Generation:
+    return Generation(request_id=request_id, text="", finish_reason="error", seconds=seconds, error=error,
+                      retryable=retryable)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -308,7 +315,11 @@ class OpenAIEngine(Engine):
         results: list[Generation] = []
         for request, outcome in zip(requests, outcomes):
             if isinstance(outcome, _Failure):
-                results.append(error_generation(request.request_id, outcome.message, seconds))
+                # A prompt longer than the server's context fails the same way on every rerun.
+                too_long = outcome.status == 400 and CONTEXT_TOO_LONG.search(outcome.message) is not None
+                message = ("the prompt does not fit the judge's context on the server: " if too_long else "") \
+                    + outcome.message
+                results.append(error_generation(request.request_id, message, seconds, retryable=not too_long))
             else:
                 try:
                     results.append(generation_from_response(request.request_id, outcome, seconds))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ from pixeljury.engines.base import (
     GenerationParams,
     ImagePart,
 )
-from pixeljury.engines.hf import judge_identity, local_model_dir
+from pixeljury.engines.hf import SpecialTokenGuard, judge_identity, local_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class VLLMEngine(Engine):
         self._settings = settings
         self.preferred_batch_size = max_num_seqs or 128
         self._llm: Any = vllm.LLM(**settings)
+        self._special_tokens: SpecialTokenGuard | None = None  # built from vLLM's tokenizer when first needed
         # After loading: vLLM has fetched the weights into the cache by now, so the cache's commit
         # for the revision is the one it loaded.
         try:
@@ -173,10 +175,24 @@ class VLLMEngine(Engine):
         )
 
     def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
+        """One generation per request. A request whose text holds special tokens of the tokenizer comes
+        back with a not retryable error without being sent; when vLLM rejects a batch, its requests are
+        sent one by one, so only a request rejected alone comes back with an error."""
         if not requests:
             return []
         if self._llm is None:
             raise EngineError("the vLLM engine was closed", retryable=False)
+        if self._special_tokens is None:
+            self._special_tokens = SpecialTokenGuard(self._llm.get_tokenizer(), self.name)
+        results: list[Generation | None] = [self._special_tokens.refusal(r) for r in requests]
+        sent = [i for i, g in enumerate(results) if g is None]
+        for i, generation in zip(sent, self._generate_sent([requests[i] for i in sent], params)):
+            results[i] = generation
+        return results  # type: ignore[return-value] - every position is filled
+
+    def _generate_sent(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
+        if not requests:
+            return []
         from vllm.v1.engine.exceptions import EngineDeadError
 
         started = time.perf_counter()
@@ -197,7 +213,7 @@ class VLLMEngine(Engine):
         results: list[Generation] = []
         for position, request in enumerate(requests):
             try:
-                results.append(self.generate([request], params)[0])
+                results.append(self._generate_sent([request], params)[0])
             except EngineError as exc:
                 # The engine died part-way: what finished is kept, the rest is recorded as failed
                 # (and retried by the next run); the next batch will raise.
@@ -238,7 +254,23 @@ def vllm_identity(model: str, revision: str | None, download_dir: str | None = N
     return model_id, resolved
 
 
+# vLLM's own check of a prompt against max_model_len (vllm/v1/engine/input_processor.py).
+_TOO_LONG = re.compile(r"prompt \(length (\d+)\)(?: plus the number of requested output tokens)?.*?"
+                       r"longer than the maximum model length of (\d+)", re.DOTALL)
+
+
 def _failed(request: ChatRequest, exc: BaseException, seconds: float) -> Generation:
+    """A request vLLM refused on its own. A prompt longer than ``max_model_len`` is the request's
+    own fault, the same on every rerun: not retryable, and said in plain words."""
+    too_long = _TOO_LONG.search(str(exc))
+    if too_long is not None:
+        tokens, limit = (int(g) for g in too_long.groups())
+        return Generation(
+            request_id=request.request_id, text="", finish_reason="error", seconds=seconds,
+            prompt_tokens=tokens, retryable=False,
+            error=f"vLLM rejected the request: the prompt is {tokens} tokens (image tokens included), which "
+                  f"leaves no room for an answer in the judge's context of {limit} tokens (max_model_len)",
+        )
     return Generation(
         request_id=request.request_id,
         text="",
