@@ -254,23 +254,43 @@ def vllm_identity(model: str, revision: str | None, download_dir: str | None = N
     return model_id, resolved
 
 
-# vLLM's own check of a prompt against max_model_len (vllm/v1/engine/input_processor.py).
-_TOO_LONG = re.compile(r"prompt \(length (\d+)\)(?: plus the number of requested output tokens)?.*?"
-                       r"longer than the maximum model length of (\d+)", re.DOTALL)
+# How vLLM words its refusal of a prompt that does not fit max_model_len: the chat renderer counts
+# the rendered text's tokens (or, first, its characters), the input processor the tokens with the
+# image's tokens expanded (vllm/renderers/params.py, vllm/v1/engine/input_processor.py).
+_CONTEXT_TOO_SMALL = (
+    re.compile(r"maximum context length is (?P<limit>\d+) tokens\. However, your prompt contains "
+               r"(?P<at_least>at least )?(?P<n>\d+) (?P<unit>input tokens|characters)"),
+    re.compile(r"prompt \(length (?P<n>\d+)\)(?: plus the number of requested output tokens)?.*?"
+               r"longer than the maximum model length of (?P<limit>\d+)", re.DOTALL),
+)
+
+
+def _over_long(request: ChatRequest, exc: BaseException, seconds: float) -> Generation | None:
+    """The request vLLM refused because its prompt leaves no room in ``max_model_len``, as a not
+    retryable failure in plain words (the same prompt fails the same way on every rerun); None for
+    any other refusal."""
+    for pattern in _CONTEXT_TOO_SMALL:
+        match = pattern.search(str(exc))
+        if match is None:
+            continue
+        fields = match.groupdict()
+        n, limit, unit = int(fields["n"]), int(fields["limit"]), fields.get("unit") or "input tokens"
+        exact = unit == "input tokens" and not fields.get("at_least")  # the renderer stops counting at limit + 1
+        size = f"{n} characters" if unit == "characters" else f"{'' if exact else 'at least '}{n} tokens"
+        return Generation(
+            request_id=request.request_id, text="", finish_reason="error", seconds=seconds,
+            prompt_tokens=n if exact else None, retryable=False,
+            error=f"vLLM rejected the request: the prompt is {size}, which leaves no room for an answer in the "
+                  f"judge's context of {limit} tokens (max_model_len)",
+        )
+    return None
 
 
 def _failed(request: ChatRequest, exc: BaseException, seconds: float) -> Generation:
-    """A request vLLM refused on its own. A prompt longer than ``max_model_len`` is the request's
-    own fault, the same on every rerun: not retryable, and said in plain words."""
-    too_long = _TOO_LONG.search(str(exc))
+    """A request vLLM refused on its own (retryable), or one too long for the context (not)."""
+    too_long = _over_long(request, exc, seconds)
     if too_long is not None:
-        tokens, limit = (int(g) for g in too_long.groups())
-        return Generation(
-            request_id=request.request_id, text="", finish_reason="error", seconds=seconds,
-            prompt_tokens=tokens, retryable=False,
-            error=f"vLLM rejected the request: the prompt is {tokens} tokens (image tokens included), which "
-                  f"leaves no room for an answer in the judge's context of {limit} tokens (max_model_len)",
-        )
+        return too_long
     return Generation(
         request_id=request.request_id,
         text="",
