@@ -15,9 +15,37 @@ from pixeljury.rubric.taxonomy import L1_NAMES
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+# Exit codes (docs/runs.md, "When the engine fails, and exit codes").
+EXIT_MISSING = 1  # requests without a result that a rerun may give: rerun the same command
+EXIT_USAGE = 2  # the command, the input as a whole, a damaged store, a run directory in use
+EXIT_CANNOT_WRITE = 3  # the disk is full or the output directory cannot be written: fix that, then rerun
+EXIT_PERMANENT = 4  # finished; the only requests without a result cannot get one as they are: fix those rows
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _cannot_write(exc, out: Path, command: str) -> None:
+    """One line for a full disk or a directory that refuses writes, and exit 3."""
+    from pixeljury.runs.store import ResultStore
+
+    fix = exc.fix[0].upper() + exc.fix[1:]
+    if command == "export":
+        said = f"{exc}; the outputs are as they were. {fix}, then run `pixeljury export {out}` again."
+    elif exc.saved is None:
+        said = f"{exc}; nothing was changed. {fix}, then rerun the same command."
+    elif exc.stage == "export":
+        said = (f"{exc}. The run finished: all {exc.saved} results are saved in {out / ResultStore.FILENAME}, and "
+                f"the outputs from before this run are unchanged. {fix}, then run `pixeljury export {out}` (or "
+                "rerun the same command).")
+    else:
+        said = (f"{exc}. {exc.saved} results are saved in {out / ResultStore.FILENAME}; the outputs from before "
+                f"this run are unchanged. {fix}, then rerun the same command to continue (saved results are not "
+                "recomputed).")
+    err.print(f"error: {said}", soft_wrap=True, markup=False, highlight=False)
+    raise typer.Exit(EXIT_CANNOT_WRITE)
 
 
 def judge(
@@ -54,6 +82,7 @@ def judge(
     from pixeljury.engines.base import EngineUnavailable, GenerationParams
     from pixeljury.engines.factory import EngineSpec, create_engine
     from pixeljury.rubric import RubricError
+    from pixeljury.runs.faults import CannotWrite
     from pixeljury.runs.judge import JudgeConfig, run_judge
     from pixeljury.runs.lock import RunLocked
 
@@ -97,13 +126,17 @@ def judge(
                 summary = run_judge(config, lambda: create_engine(spec), console=console)
             except KeyboardInterrupt:
                 _interrupted(out, stopped_by[0] if stopped_by else signal.SIGINT)
+    except CannotWrite as exc:
+        _cannot_write(exc, out, "judge")
+        return
     except (InputError, RubricError, MetadataError, EngineUnavailable, RunLocked, ValueError) as exc:
         _fail(str(exc))
         return
     _print_summary(summary, console)
-    if not summary.complete:
-        # Results that exist are kept and exported; exit 1 tells scripts that some are missing.
-        raise typer.Exit(1)
+    if summary.complete:
+        return
+    # Results that exist are kept and exported; the exit code tells scripts whether a rerun can add any.
+    raise typer.Exit(EXIT_PERMANENT if summary.status == "permanent_failures" else EXIT_MISSING)
 
 
 @contextlib.contextmanager
@@ -149,6 +182,8 @@ def _interrupted(out: Path, signum: int) -> None:
 def _print_summary(summary, console: Console) -> None:
     import json
 
+    from pixeljury.runs.outcome import row_list
+
     typer.echo(f"requests: {summary.requests} (reused {summary.reused}, computed {summary.computed}, "
                f"without result {summary.failed}); rows skipped: {summary.row_errors}, duplicates: {summary.duplicates}")
     for name, path in summary.outputs.items():
@@ -159,11 +194,18 @@ def _print_summary(summary, console: Console) -> None:
             typer.echo(f"  {b['model']}: total {total} over {b['n_images_scored']}/{b['n_images']} images, "
                        f"parse failures {fails}{'' if b['comparable'] else '  [not benchmark-comparable]'}")
     typer.echo(f"outputs in {summary.run_dir}/: per_image.jsonl, bench/, summary.csv, manifest.json")
+    rows = row_list(summary.permanent_rows)
     if summary.stopped:
         typer.echo(f"run stopped early: {summary.stopped}; rerun the same command to continue")
+    elif summary.failed and summary.status == "permanent_failures":
+        typer.echo(f"{summary.failed} requests have no result, and rerunning cannot give them one: their input "
+                   f"cannot be judged as it is (rows {rows}; the errors marked \"permanent\" in per_image.jsonl say "
+                   "why). Fix or remove those rows; a rerun then judges only them")
     elif summary.failed:
+        fix = (f"; {summary.permanent} of them cannot succeed as they are (rows {rows}): fix those rows"
+               if summary.permanent else "")
         typer.echo(f"{summary.failed} requests have no result (see the errors in per_image.jsonl); "
-                   "rerun the same command to retry them")
+                   f"rerun the same command to retry them{fix}")
 
 
 def export(
@@ -174,6 +216,7 @@ def export(
 
     Holds the run directory's lock while it writes, so it never races a `pixeljury judge` on DIR."""
     from pixeljury.runs.exports import write_run_outputs
+    from pixeljury.runs.faults import CannotWrite
     from pixeljury.runs.lock import RunLock, RunLocked
     from pixeljury.runs.store import ResultStore
 
@@ -186,6 +229,9 @@ def export(
         holder = (run_dir / ".lock").read_text().strip() or "another process"
         _fail(f"cannot export {run_dir}: it is in use by {holder} (a `pixeljury judge` or `pixeljury export` "
               "writing there); wait for it to finish, then export again")
+        return
+    except CannotWrite as exc:
+        _cannot_write(exc, run_dir, "export")
         return
     except ValueError as exc:
         _fail(str(exc))

@@ -7,19 +7,30 @@ import os
 import re
 from pathlib import Path
 
+from pixeljury.runs.faults import fault_point
+
 
 def temporary_path(path: Path) -> Path:
     """``<name>.<pid>.tmp`` beside ``path``: unique to this process."""
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
+def discard(path: Path) -> None:
+    """Remove a temporary if it is there; on a read-only file system even that fails, and quietly."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = temporary_path(path)
     try:
+        fault_point(tmp)
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
 
 
 _TEMPORARY = re.compile(r".+\.(\d+)\.tmp")
@@ -41,7 +52,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     """Delete the ``<name>.<pid>.tmp`` files that an export or manifest write killed half-way left
     behind: those whose process no longer exists (a live one may still be writing its own)."""
     removed = []
-    for folder in (run_dir, run_dir / "bench"):
+    for folder in (run_dir, run_dir / "bench", run_dir / "manifests"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
@@ -52,4 +63,4 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-__all__ = ["remove_stale_temporaries", "temporary_path", "write_text_atomic"]
+__all__ = ["discard", "remove_stale_temporaries", "temporary_path", "write_text_atomic"]

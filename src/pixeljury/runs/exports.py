@@ -4,9 +4,8 @@ and on request Parquet, flat CSV and XLSX. ``pixeljury export DIR`` calls the sa
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import json
-import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -16,10 +15,14 @@ from typing import Any
 
 from pixeljury.protocols.qjudger import current_result, image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
-from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path, write_text_atomic
-from pixeljury.runs.manifest import MANIFEST_NAME
+from pixeljury.runs.atomic import discard, remove_stale_temporaries, temporary_path
+from pixeljury.runs.faults import fault_point, writing
+from pixeljury.runs.manifest import MANIFEST_NAME, adopt_running
+from pixeljury.runs.switch import OutputSwitch
 from pixeljury.runs.store import ResultStore, StoreDamaged
-from pixeljury.scoring import BenchAccumulator
+from pixeljury.runs.bench import (  # noqa: F401 - re-exported: the names callers know from here
+    ModelBench, bench_by_model, bench_file_names, is_bench_file, name_hash, slug, summary_rows,
+)
 
 FORMATS = ("jsonl", "csv", "parquet", "xlsx")
 
@@ -36,7 +39,7 @@ def iter_image_records(store: ResultStore, chunk: int = 500) -> Iterator[dict[st
             return
         keys = {k for r in batch for k in r.get("keys", {}).values()}
         results = store.get_many(keys)
-        failures = store.latest_failures(keys - results.keys())
+        failures = store.latest_failure_states(keys - results.keys())
         for r in batch:
             yield _image_record(r, results, failures)
         del batch, keys, results, failures  # before the next chunk is read: one chunk in memory, not two
@@ -46,12 +49,14 @@ def image_records(store: ResultStore) -> list[dict[str, Any]]:
     return list(iter_image_records(store))
 
 
-def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) -> dict[str, Any]:
+def _image_record(r: dict[str, Any], results: dict, failures: dict[str, tuple[str, bool]]) -> dict[str, Any]:
     dims: dict[str, Any] = {}
     for dim, key in r.get("keys", {}).items():
         res = results.get(key)
         if res is None:
-            dims[dim] = {"status": "error", "error": failures.get(key, "not computed"), "raw_text": None}
+            # permanent: the same input fails the same way on every rerun (fix the row, not the run)
+            error, permanent = failures.get(key, ("not computed", False))
+            dims[dim] = {"status": "error", "error": error, "raw_text": None, "permanent": permanent}
             continue
         # Parsed again from the stored text if an older parser wrote it: outputs follow the current rules.
         entry = dict(current_result(res.parsed, res.raw_text, res.reasoning, res.finish_reason, dim) or {})
@@ -69,81 +74,6 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, str]) ->
         "warnings": list(r.get("warnings", [])), "input": r["input"],
         "dimensions": dims, "scores": image_scores_from_dicts(dims), "manifest": MANIFEST_NAME,
     }
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
-
-
-def name_hash(name: str) -> str:
-    """First 8 hex digits of the SHA-256 of the exact model name (UTF-8)."""
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
-
-
-def bench_file_names(models: Iterable[str]) -> dict[str, str]:
-    """Model name -> its file name in ``bench/``.
-
-    A name made only of ``A-Z a-z 0-9 . _ -`` (its own slug) is used as it is: ``SDXL`` -> ``SDXL.json``.
-    Any other name gets its slug plus the first 8 hex digits of the SHA-256 of the exact name:
-    ``sdxl/base`` -> ``sdxl_base-<hash>.json``, so names that slug alike never share a file, and a
-    model's file name does not depend on which other models are in the run. Names longer than 120
-    characters are cut to 120 and hashed. Should two names still map to one file on a case-insensitive
-    file system (``SDXL`` and ``sdxl``), all of those get the hash.
-    """
-    models = list(dict.fromkeys(models))
-    hashed = {m: f"{slug(m)[:_MAX_STEM]}-{name_hash(m)}" for m in models}
-    stems = {m: m if slug(m) == m and len(m) <= _MAX_STEM else hashed[m] for m in models}
-    folded: dict[str, list[str]] = defaultdict(list)
-    for m, stem in stems.items():
-        folded[stem.casefold()].append(m)
-    for group in folded.values():
-        if len(group) > 1:
-            for m in group:
-                stems[m] = hashed[m]
-    return {m: f"{stem}.json" for m, stem in stems.items()}
-
-
-_MAX_STEM = 120  # longer names are cut (and hashed): file names stay well under the usual 255-byte limit
-
-
-class ModelBench:
-    """The bench JSON of one generator model, built one image record at a time."""
-
-    def __init__(self, model: str):
-        self.model = model
-        self.scores = BenchAccumulator()  # rows with status "ok" only
-        self.rows = self.row_errors = self.duplicates = 0
-        self.all_comparable = True
-
-    def add(self, rec: dict[str, Any]) -> None:
-        self.rows += 1
-        self.row_errors += rec["status"] == "row_error"
-        self.duplicates += rec["status"] == "duplicate"
-        if rec["status"] == "ok":
-            self.scores.add(rec)
-            self.all_comparable = self.all_comparable and bool(rec["comparable"])
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "manifest": f"../{MANIFEST_NAME}",
-            "comparable": self.scores.n_images > 0 and self.all_comparable,
-            **self.scores.result().as_dict(),
-            "rows": self.rows,
-            "row_errors": self.row_errors,
-            "duplicates": self.duplicates,
-        }
-
-
-def bench_by_model(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Model -> bench JSON, models in order of first appearance."""
-    benches: dict[str, ModelBench] = {}
-    for rec in records:
-        b = benches.get(rec["model"])
-        if b is None:
-            b = benches[rec["model"]] = ModelBench(rec["model"])
-        b.add(rec)
-    return {m: b.result() for m, b in benches.items()}
 
 
 def _flat_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -200,22 +130,6 @@ def parquet_schema(columns: list[str]):
     return pa.schema([(c, typ(c)) for c in columns])
 
 
-def summary_rows(bench: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    ranked = sorted(bench.values(), key=lambda b: (b["total"] is None, -(b["total"] or 0)))
-    rows = []
-    for rank, b in enumerate(ranked, 1):
-        counts = b["counts"].values()
-        rows.append({
-            "rank": rank if b["total"] is not None else None, "model": b["model"], "n_images": b["n_images"],
-            "n_images_scored": b["n_images_scored"], "total": b["total"],
-            **{l1: b["level1"].get(l1) for l1 in L1_NAMES},
-            "requests": sum(c["requests"] for c in counts), "parse_failures": sum(c["parse_failures"] for c in counts),
-            "errors": sum(c["errors"] for c in counts), "row_errors": b["row_errors"], "comparable": b["comparable"],
-            "manifest": MANIFEST_NAME,
-        })
-    return rows
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         if not rows:
@@ -252,9 +166,11 @@ class _Sinks:
         if "xlsx" in formats:
             self.paths["xlsx"] = run_dir / "scores.xlsx"
         self.tmp = {k: temporary_path(p) for k, p in self.paths.items()}
+        for tmp in self.tmp.values():
+            fault_point(tmp)
         self.flat = len(self.paths) > 1
+        self._jsonl = self._csv_fh = self._csv = None
         self._jsonl = open(self.tmp["per_image"], "w", encoding="utf-8")
-        self._csv_fh = self._csv = None
         self._parquet = None
         self._parquet_schema = None
         self._parquet_cols: dict[str, list[Any]] = {}  # buffered rows, by column (compact)
@@ -262,7 +178,11 @@ class _Sinks:
         self._columns: list[str] | None = None
         self._wb = self._images = None
         if "csv" in self.paths:
-            self._csv_fh = open(self.tmp["csv"], "w", newline="", encoding="utf-8")
+            try:
+                self._csv_fh = open(self.tmp["csv"], "w", newline="", encoding="utf-8")
+            except BaseException:
+                self.abort()
+                raise
         if "xlsx" in self.paths:
             from openpyxl import Workbook
 
@@ -327,19 +247,78 @@ class _Sinks:
                             node = node.get(part) if isinstance(node, dict) else None
                         vals.append(node)
                     ws.append([b["model"], b["total"]] + vals)
-            self._wb.save(self.tmp["xlsx"])
+            with _KeepFirstError(self.tmp["xlsx"]) as fh:
+                self._wb.save(fh)
+
 
     def abort(self) -> None:
-        for fh in (self._jsonl, self._csv_fh):
-            if fh is not None:
-                fh.close()
-        if self._parquet is not None:
+        for closable in (self._jsonl, self._csv_fh, self._parquet):
+            if closable is not None:
+                try:
+                    closable.close()  # may fail again on a full disk; the file is closed all the same
+                except Exception:  # noqa: BLE001 - cleaning up after another error
+                    pass
+        # openpyxl's write-only sheets stream rows into files of their own through generators; closed
+        # here, not by the garbage collector (which would print "Exception ignored ..." on stderr).
+        for ws in getattr(self._wb, "worksheets", ()):
             try:
-                self._parquet.close()
+                if not ws.closed:
+                    ws.close()
+                ws._writer.cleanup()
             except Exception:  # noqa: BLE001 - cleaning up after another error
                 pass
+        self._wb = self._images = None
         for tmp in self.tmp.values():
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
+
+
+class _KeepFirstError(io.RawIOBase):
+    """A write-only file that keeps the first write error instead of raising it, then raises it when
+    closed. openpyxl's save, when its zip file fails half-way (a full disk), leaves half-closed
+    generators and zip files that complain when collected; written through this it finishes normally,
+    and the error comes once, here."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._fh = open(path, "wb")
+        self._written = 0
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        if self.error is None:
+            try:
+                self._fh.write(data)
+            except OSError as exc:
+                self.error = exc
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:  # not seekable: zipfile then streams, with data descriptors
+        return self._written
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        try:
+            self._fh.close()
+        except OSError as exc:
+            self.error = self.error or exc
+        if self.error is not None:
+            raise self.error
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.error = None  # the error in flight says more; close quietly
+            try:
+                self.close()
+            except OSError:
+                pass
+            return None
+        self.close()
 
 
 _EMPTY_RECORD: dict[str, Any] = {"row": None, "model": None, "ID": None, "prompt": None, "image_path": None,
@@ -351,26 +330,30 @@ class EmptyStore(ValueError):
     """An export would replace outputs that hold rows with empty ones."""
 
 
-def _is_bench_file(path: Path) -> bool:
-    """A file this module wrote into bench/: a JSON object with our "model" and "manifest" fields."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "model" in data and data.get("manifest") == f"../{MANIFEST_NAME}"
-
-
-def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...] = ("jsonl",)) -> dict[str, Path]:
+def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...] = ("jsonl",),
+                      manifest: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the standard outputs (always: per_image.jsonl, bench/<model>.json, summary.csv) plus ``formats``.
 
     One pass over the store: each image record goes to every per-image file as it is read and into its
-    model's running aggregate, so memory does not grow with the number of rows."""
+    model's running aggregate, so memory does not grow with the number of rows. Every file is written
+    whole under a temporary name first; only then are they moved into place, together with
+    ``manifest`` (the run that made these outputs) as ``manifest.json``. Without ``manifest`` the
+    manifest stays, unless a killed run left its own (``manifest.running.json``): its plan is what the
+    store now holds, so it comes in, marked interrupted. A disk that fills up or refuses writes raises
+    :class:`~pixeljury.runs.faults.CannotWrite` and leaves the earlier outputs as they were."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    remove_stale_temporaries(run_dir)  # we hold the run lock: any temporary file left is from a dead export
-    sinks = _Sinks(run_dir, tuple(formats))
+    with writing(run_dir):
+        remove_stale_temporaries(run_dir)  # we hold the run lock: any temporary file left is from a dead export
+        return _write_outputs(run_dir, store, tuple(formats), manifest if manifest is not None else adopt_running(run_dir))
+
+
+def _write_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...],
+                   manifest: dict[str, Any] | None) -> dict[str, Path]:
+    switch = OutputSwitch(run_dir)
+    sinks = _Sinks(run_dir, formats)
     benches: dict[str, ModelBench] = {}
     rows = 0
     try:
@@ -387,39 +370,31 @@ def write_run_outputs(run_dir: Path, store: ResultStore, formats: tuple[str, ...
                              "left as they are. Is this the right run directory, or was the store replaced?")
         bench = {m: b.result() for m, b in benches.items()}
         sinks.finish(bench)
-    except sqlite3.DatabaseError as exc:
-        sinks.abort()
-        raise StoreDamaged(store.path, exc) from None
-    except BaseException:
-        sinks.abort()
-        raise
-    out: dict[str, Path] = {}
-    try:
-        sinks.tmp["per_image"].replace(sinks.paths["per_image"])
-        out["per_image"] = sinks.paths["per_image"]
+        out = {"per_image": sinks.paths["per_image"]}
+        switch.add(sinks.tmp["per_image"], sinks.paths["per_image"])
         bench_dir = run_dir / "bench"
         bench_dir.mkdir(exist_ok=True)
         names = bench_file_names(bench)
         for model, b in bench.items():
-            p = bench_dir / names[model]
-            write_text_atomic(p, json.dumps(b, indent=2, ensure_ascii=False))
-            out[f"bench:{model}"] = p
-        written = set(names.values())
-        for stale in bench_dir.glob("*.json"):  # models no longer in the run, or files named by an older version
-            if stale.name not in written and _is_bench_file(stale):
-                stale.unlink(missing_ok=True)
-        out["summary"] = run_dir / "summary.csv"
-        tmp = temporary_path(out["summary"])
-        try:
-            _write_csv(tmp, summary_rows(bench))
-            tmp.replace(out["summary"])
-        finally:
-            tmp.unlink(missing_ok=True)
+            out[f"bench:{model}"] = switch.write_text(bench_dir / names[model], json.dumps(b, indent=2, ensure_ascii=False))
+        out["summary"] = switch.write_with(run_dir / "summary.csv", lambda tmp: _write_csv(tmp, summary_rows(bench)))
         for key in ("csv", "parquet", "xlsx"):
             if key in sinks.paths:
-                sinks.tmp[key].replace(sinks.paths[key])
+                switch.add(sinks.tmp[key], sinks.paths[key])
                 out[key] = sinks.paths[key]
-    finally:
-        for tmp in sinks.tmp.values():
-            tmp.unlink(missing_ok=True)
+        if manifest is not None:
+            switch.set_manifest(manifest)
+        switch.commit()  # from here on: the new outputs and their manifest
+    except sqlite3.DatabaseError as exc:
+        sinks.abort()
+        switch.abort()
+        raise StoreDamaged(store.path, exc) from None
+    except BaseException:
+        sinks.abort()
+        switch.abort()
+        raise
+    written = set(names.values())
+    for stale in bench_dir.glob("*.json"):  # models no longer in the run, or files named by an older version
+        if stale.name not in written and is_bench_file(stale):
+            stale.unlink(missing_ok=True)
     return out

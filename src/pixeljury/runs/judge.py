@@ -9,104 +9,33 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from pixeljury.data.images import ImageLoadError, load_for_judge, pixel_parity, sha256_file
-from pixeljury.data.inputs import InputRow, read_rows
+from pixeljury.data.images import ImageLoadError, load_for_judge, pixel_parity, sha256_file, stat_and_hash
+from pixeljury.data.inputs import read_rows
 from pixeljury.data.metadata import BenchMetadata
-from pixeljury.engines.base import ChatRequest, Engine, EngineError, GenerationParams
+from pixeljury.engines.base import ChatRequest, Engine, EngineError
 from pixeljury.protocols import qjudger
 from pixeljury.protocols.qjudger_schema import dimension_schema
 from pixeljury.rubric import resolve_rubric
-from pixeljury.rubric.taxonomy import L1_NAMES, canonical_l1
+from pixeljury.runs.config import JudgeConfig, _Inputs, _normalise_dimensions, _Prepared
 from pixeljury.runs.exports import FORMATS as EXPORT_FORMATS
 from pixeljury.runs.exports import write_run_outputs
+from pixeljury.runs.faults import CannotWrite
+from pixeljury.runs.manifest import archive_stale_running, environment, iso_now, write_running_manifest
 from pixeljury.runs.lock import RunLock
-from pixeljury.runs.manifest import archive_manifest, environment, iso_now, write_manifest
+from pixeljury.runs.outcome import RunSummary, run_status
 from pixeljury.runs.plan import KeyContext, PlannedRow, RowPlanner
-from pixeljury.runs.progress import RunProgress
+from pixeljury.runs.progress import RunProgress, library_bars_off
 from pixeljury.runs.store import ResultRecord, ResultStore
+from pixeljury.runs.work import Work, WorkStream, report_row  # noqa: F401 - report_row: the dry run's too
 
-
-@dataclass
-class JudgeConfig:
-    input: Path
-    out: Path
-    metadata: Path | None = None
-    rubric: str = "official"
-    rubric_file: Path | None = None
-    dimensions: list[str] = field(default_factory=lambda: list(L1_NAMES))  # for rows without a benchmark ID
-    keep_aspect: bool = False
-    params: GenerationParams = field(default_factory=GenerationParams)
-    batch_size: int | None = None  # requests per engine call; engine's preference when None
-    retries: int = 2  # extra attempts for a failed batch
-    retry_wait: float = 1.0
-    default_model: str | None = None  # generator name for rows without a `model` column
-    quiet: bool = False
-    loader_threads: int = 4  # background image decoding
-    export_formats: tuple[str, ...] = ()  # besides the standard outputs: csv, parquet, xlsx
-    max_failed_batches: int = 10  # the run stops after this many batches in a row fail (engine down)
-    strict_prompts: bool = False  # a benchmark ID whose prompt differs from the metadata's: row error, not warning
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "input": str(self.input), "out": str(self.out), "metadata": None if self.metadata is None else str(self.metadata),
-            "rubric": self.rubric, "rubric_file": None if self.rubric_file is None else str(self.rubric_file),
-            "dimensions": self.dimensions, "keep_aspect": self.keep_aspect, "params": self.params.as_dict(),
-            "batch_size": self.batch_size, "retries": self.retries, "max_failed_batches": self.max_failed_batches,
-            "strict_prompts": self.strict_prompts,
-        }
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    requests: int  # distinct requests the run needs
-    reused: int  # found in the store
-    computed: int  # generated in this run
-    failed: int  # requests without a result after this run
-    row_errors: int
-    duplicates: int
-    outputs: dict[str, Path]
-    stopped: str | None = None  # why the run stopped before the end, if it did
-
-    @property
-    def complete(self) -> bool:
-        """Every request the input needs has a result (parse failures count as results)."""
-        return self.stopped is None and self.failed == 0
-
-
-@dataclass
-class _Prepared:
-    rubric: Any
-    metadata: BenchMetadata | None
-    rows: list[PlannedRow]
-    ctx: KeyContext
-
-
-def _normalise_dimensions(names: list[str]) -> list[str]:
-    out = []
-    for n in names:
-        c = canonical_l1(n)
-        if c is None:
-            raise ValueError(f"unknown dimension {n!r}; choose from {', '.join(L1_NAMES)}")
-        if c not in out:
-            out.append(c)
-    return out
-
-
-@dataclass
-class _Inputs:
-    rubric: Any
-    metadata: BenchMetadata | None
-    dimensions: list[str]
-    rows: Iterator[InputRow]
+__all__ = ["JudgeConfig", "RunSummary", "load_inputs", "plan", "planner", "report_row", "run_judge", "warn_parity"]
 
 
 def load_inputs(config: JudgeConfig) -> _Inputs:
@@ -143,86 +72,6 @@ def plan(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: 
     return _Prepared(inputs.rubric, inputs.metadata, list(rows), ctx)
 
 
-Work = tuple[PlannedRow, str, str]  # (row, dimension, result key)
-
-
-class _WorkStream:
-    """Turns planned rows into batches of requests still to compute, as the planner yields them.
-
-    Rows are recorded in the store as they are planned (``pixeljury export`` rebuilds outputs from
-    them), each distinct key is queued once, and keys already in the store are counted as reused.
-    ``set_total`` hears the number of requests left to compute, refined as planning goes on.
-    """
-
-    def __init__(self, rows: RowPlanner, store: ResultStore, size: int, console: Console,
-                 set_total: Callable[[int], None]):
-        self.rows, self.store, self.size, self.console, self.set_total = rows, store, size, console, set_total
-        self.planned: list[PlannedRow] = []
-        self.all_keys: set[str] = set()
-        self.reused = 0
-        self.to_compute = rows.upper_bound_requests()  # until planning says otherwise
-        set_total(self.to_compute)
-
-    def _drop(self, n: int) -> None:
-        if n:
-            self.to_compute -= n
-            self.set_total(self.to_compute)
-
-    def batches(self) -> Iterator[list[Work]]:
-        planned = iter(self.rows)
-        try:
-            yield from self._batches(planned)
-        finally:
-            planned.close()  # stops the hashing threads and saves the hashes computed so far
-
-    def _batches(self, planned: Iterator[PlannedRow]) -> Iterator[list[Work]]:
-        # Rows are upserted by index as they are planned, and those past the end of the input are
-        # dropped once planning is complete: a run stopped half-way leaves the earlier plan's tail.
-        # Keys are looked up in the store a chunk at a time: small at first, so the first batch goes
-        # out after a few rows; larger later, so resuming a big run takes few queries.
-        lookup = self.size
-        candidates: list[Work] = []
-        pending: list[Work] = []
-        unsaved: list[PlannedRow] = []
-        try:
-            for source, row in zip(self.rows.rows, planned):
-                self.planned.append(row)
-                unsaved.append(row)
-                report_row(row, self.console)
-                queued = 0
-                if row.status == "ok":
-                    for dim, key in row.keys.items():
-                        if key not in self.all_keys:
-                            self.all_keys.add(key)
-                            candidates.append((row, dim, key))
-                            queued += 1
-                if not source.errors:  # counted in the upper bound
-                    self._drop(len(self.rows.dimensions_of(source)) - queued)
-                if len(candidates) >= lookup:
-                    pending += self._not_stored(candidates)
-                    candidates = []
-                    lookup = min(2 * lookup, max(self.size, 1024))
-                if len(pending) >= self.size:
-                    self.store.add_rows(r.payload() for r in unsaved)
-                    unsaved = []
-                    while len(pending) >= self.size:
-                        yield pending[: self.size]
-                        pending = pending[self.size :]
-            pending += self._not_stored(candidates)
-        finally:
-            # Every planned row is recorded, also when the run stops or is interrupted here.
-            self.store.add_rows(r.payload() for r in unsaved)
-        self.store.drop_rows_from(len(self.rows.rows))
-        for i in range(0, len(pending), self.size):
-            yield pending[i : i + self.size]
-
-    def _not_stored(self, work: list[Work]) -> list[Work]:
-        done = self.store.existing_keys(key for _, _, key in work) if work else set()
-        self.reused += len(done)
-        self._drop(len(done))
-        return [w for w in work if w[2] not in done]
-
-
 class _Runner:
     def __init__(self, config: JudgeConfig, engine: Engine, store: ResultStore, rubric: Any, ctx: KeyContext,
                  console: Console):
@@ -244,11 +93,15 @@ class _Runner:
     def _requests(self, batch: list[Work], images: dict[str, Future]) -> tuple[list[ChatRequest], list[Work]]:
         """Requests for a batch; a row whose image fails to load is recorded and left out."""
         requests, kept = [], []
+        lasting: dict[str, bool] = {}  # image sha256 -> its failure is permanent (checked once per batch)
         for row, dim, key in batch:
             try:
                 img, info = images[row.image_sha256].result()
             except ImageLoadError as exc:
-                self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row)
+                if row.image_sha256 not in lasting:
+                    lasting[row.image_sha256] = _same_bytes(row)
+                self.store.record_failure("image", f"row {row.row}: {exc}", key=key, row_index=row.row,
+                                          permanent=lasting[row.image_sha256])
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
                 self.store.record_failure("image", f"row {row.row}: image {row.image_abspath} could not be decoded "
@@ -330,14 +183,16 @@ class _Runner:
             progress.advance(len(batch), errors=len(batch))
             return
         records, parse_failures, errors, tokens = [], 0, failed_images, 0
-        if gens and all(g.error is not None for g in gens):
+        # Requests the engine refuses as such (too long, control tokens) say nothing about the engine.
+        if gens and all(g.error is not None for g in gens) and any(g.retryable for g in gens):
             self._batch_failed(gens[-1].error or "")
         elif gens:
             self.failed_in_a_row = 0
         for (row, dim, key), gen in zip(kept, gens):
             if gen.error is not None:
                 errors += 1
-                self.store.record_failure("engine", f"row {row.row} {dim}: {gen.error}", key=key, row_index=row.row)
+                self.store.record_failure("engine", f"row {row.row} {dim}: {gen.error}", key=key, row_index=row.row,
+                                          permanent=not gen.retryable)
                 continue
             try:
                 record = self._record(row, dim, key, gen)
@@ -360,78 +215,120 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
     """Judge ``config.input`` into ``config.out``; resumes from whatever the directory already holds.
 
     Rows are planned (image files hashed) while the engine generates, so the first requests go out
-    as soon as the first rows are known.
+    as soon as the first rows are known. The run's manifest is ``manifest.running.json`` until its
+    outputs are written; ``manifest.json`` then describes them. A disk that fills up or refuses writes
+    raises :class:`CannotWrite` (with ``saved``: the results in the store) and changes no output.
     """
     console = console or Console(stderr=True, quiet=config.quiet)
     out = Path(config.out)
     with RunLock(out):
         inputs = load_inputs(config)
         store = ResultStore.in_dir(out)
+        manifest: dict[str, Any] = {}
         try:
-            engine = engine_factory()
-            with engine:
-                rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
-                stored = store.count()
-                manifest = _manifest(config, engine, inputs, ctx, len(rows.rows), out)
-                previous = archive_manifest(out)
-                if previous is not None:
-                    manifest["previous_manifest"] = str(previous.relative_to(out))
-                write_manifest(out, manifest)
-                warn_parity(console)
-                if stored:
-                    console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
-                runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
-                size = config.batch_size or engine.preferred_batch_size
-                with RunProgress(0, quiet=config.quiet, console=console) as progress, \
-                        ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
-                    work = _WorkStream(rows, store, size, console, set_total=progress.set_total)
-                    batches = work.batches()
-                    # Images of the next batch are decoded while the engine works on this one; at most
-                    # two batches of images are in memory at a time.
-                    try:
-                        current = next(batches, None)
-                        images = runner.prefetch(pool, current)
-                        while current is not None and runner.stopped is None:
-                            following = next(batches, None)
-                            ahead = runner.prefetch(pool, following)
-                            runner.run_batch(current, images, progress)
-                            current, images = following, ahead
-                        for image in images.values():  # left over when the run stopped early
-                            image.cancel()
-                    finally:
-                        batches.close()  # on any exit: hashing threads stopped, hashes so far saved
-                    if runner.stopped is not None:
-                        # Rows not planned yet are not hashed now: the engine must be fixed first.
-                        console.print(f"[bold red]run stopped:[/] {runner.stopped}. Finished results are kept; "
-                                      "rerun the same command to continue.")
-                failed = len(work.all_keys - store.existing_keys(work.all_keys))
-                manifest.update(
-                    finished_at=iso_now(), requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
-                    failed_requests=failed, stopped=runner.stopped, rows_planned=len(work.planned),
-                )
-                write_manifest(out, manifest)
-            outputs = write_run_outputs(out, store, ("jsonl",) + tuple(config.export_formats))
+            with library_bars_off(config.quiet):
+                summary = _run(config, engine_factory, inputs, store, manifest, console)
+        except CannotWrite as exc:
+            exc.saved = _count(store)
+            raise
+        except KeyboardInterrupt:
+            _mark_interrupted(out, manifest)
+            raise
         finally:
             store.close()
+    return summary
+
+
+def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inputs, store: ResultStore,
+         manifest: dict[str, Any], console: Console) -> RunSummary:
+    out = Path(config.out)
+    engine = engine_factory()
+    with engine:
+        rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
+        stored = store.count()
+        manifest.update(_manifest(config, engine, inputs, ctx, len(rows.rows), out))
+        archive_stale_running(out)
+        write_running_manifest(out, manifest)
+        warn_parity(console)
+        if stored:
+            console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
+        runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
+        size = config.batch_size or engine.preferred_batch_size
+        with RunProgress(0, quiet=config.quiet, console=console) as progress, \
+                ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
+            work = WorkStream(rows, store, size, console, set_total=progress.set_total)
+            batches = work.batches()
+            # Images of the next batch are decoded while the engine works on this one; at most
+            # two batches of images are in memory at a time.
+            try:
+                current = next(batches, None)
+                images = runner.prefetch(pool, current)
+                while current is not None and runner.stopped is None:
+                    following = next(batches, None)
+                    ahead = runner.prefetch(pool, following)
+                    runner.run_batch(current, images, progress)
+                    current, images = following, ahead
+                for image in images.values():  # left over when the run stopped early
+                    image.cancel()
+            finally:
+                batches.close()  # on any exit: hashing threads stopped, hashes so far saved
+            if runner.stopped is not None:
+                # Rows not planned yet are not hashed now: the engine must be fixed first.
+                console.print(f"[bold red]run stopped:[/] {runner.stopped}. Finished results are kept; "
+                              "rerun the same command to continue.")
+        missing = work.all_keys - store.existing_keys(work.all_keys)
+        permanent = {k for k, (_, lasting) in store.latest_failure_states(missing).items() if lasting}
+        manifest.update(
+            finished_at=iso_now(), requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
+            failed_requests=len(missing), permanent_failures=len(permanent), stopped=runner.stopped,
+            rows_planned=len(work.planned), status=run_status(runner.stopped, len(missing), len(permanent)),
+        )
+        write_running_manifest(out, manifest)  # how the run ended, should its outputs fail to be written
+    try:
+        outputs = write_run_outputs(out, store, ("jsonl",) + tuple(config.export_formats), manifest=manifest)
+    except CannotWrite as exc:
+        exc.stage = "export"
+        raise
     planned = work.planned
-    return RunSummary(out, len(work.all_keys), work.reused, runner.computed, failed,
+    return RunSummary(out, len(work.all_keys), work.reused, runner.computed, len(missing),
                       sum(r.status == "row_error" for r in planned), sum(r.status == "duplicate" for r in planned),
-                      outputs, runner.stopped)
+                      outputs, runner.stopped, permanent=len(permanent),
+                      permanent_rows=sorted({r.row for r in planned if permanent & set(r.keys.values())}))
+
+
+def _same_bytes(row: PlannedRow) -> bool:
+    """An image that failed to load is permanently unusable when its file still holds the bytes its
+    key names (0 bytes, not an image, a bomb, corrupt): the same bytes fail the same way on every
+    rerun. A file that is gone, unreadable or rewritten since it was hashed may work next time."""
+    try:
+        return stat_and_hash(Path(row.image_abspath))[2] == row.image_sha256  # type: ignore[arg-type]
+    except (ImageLoadError, OSError):
+        return False
+
+
+def _count(store: ResultStore) -> int | None:
+    try:
+        return store.count()
+    except Exception:  # noqa: BLE001 - only for the message; the write error is what matters
+        return None
+
+
+def _mark_interrupted(out: Path, manifest: dict[str, Any]) -> None:
+    """Ctrl-C or SIGTERM: the running manifest says so; manifest.json keeps describing the outputs."""
+    if not manifest:
+        return
+    manifest.update(status="interrupted", interrupted_at=iso_now(),
+                    stopped="interrupted by a signal before the run's outputs were written")
+    try:
+        write_running_manifest(out, manifest)
+    except (CannotWrite, OSError):
+        pass
 
 
 def warn_parity(console: Console) -> None:
     parity = pixel_parity()
     if not parity.ok:
         console.print(f"[yellow]warning:[/] {parity.detail}")
-
-
-def report_row(r: PlannedRow, console: Console) -> None:
-    if r.status == "row_error":
-        console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
-    elif r.status == "duplicate":
-        console.print(f"[yellow]row {r.row}: {'; '.join(r.errors)}")
-    for warning in r.warnings:
-        console.print(f"[yellow]row {r.row}: warning: {warning}")
 
 
 def _manifest(config: JudgeConfig, engine: Engine, inputs: _Inputs, ctx: KeyContext, rows: int,
@@ -450,6 +347,7 @@ def _manifest(config: JudgeConfig, engine: Engine, inputs: _Inputs, ctx: KeyCont
         "preprocess": ctx.preprocess,
         "image_parity": pixel_parity().as_dict(),
         "rows": rows,
+        "status": "running",
         "started_at": iso_now(),
         "finished_at": None,
         "run_dir": str(out.resolve()),

@@ -6,6 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from pixeljury.runs.faults import fault_point, writing
+
 
 class RunLocked(RuntimeError):
     pass
@@ -17,8 +19,12 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # The first write a run or an export makes: a read-only directory or a full disk stops it here,
+        # as CannotWrite, before anything else is touched.
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fault_point(self.path)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -27,8 +33,14 @@ class RunLock:
             raise RunLocked(
                 f"run directory {self.path.parent} is in use by {holder}; wait for it to finish or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}".encode())
+        try:
+            with writing(self.path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()}".encode())
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 

@@ -15,10 +15,13 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from pixeljury.runs.faults import cannot_write, fault_point, writing
+
+SCHEMA_VERSION = 2  # 2: failures.permanent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS failures (
     stage TEXT NOT NULL,
     message TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 1,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    permanent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS failures_key ON failures(key);
 CREATE TABLE IF NOT EXISTS file_hashes (
@@ -130,8 +134,13 @@ class ResultStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fault_point(self.path)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise cannot_write(exc, self.path) or StoreDamaged(self.path, exc) from None
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
@@ -139,6 +148,7 @@ class ResultStore:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self._migrate()
             if str(self.path) != ":memory:":
                 # A truncated or overwritten file can still open; the check reads every page once.
                 problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
@@ -146,7 +156,26 @@ class ResultStore:
                     raise sqlite3.DatabaseError("; ".join(problems[:3]))
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise StoreDamaged(self.path, exc) from None
+            # A full disk or a read-only directory is not damage: the file may be perfectly good.
+            raise cannot_write(exc, self.path) or StoreDamaged(self.path, exc) from None
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older pixeljury up to this schema (columns added, never removed)."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(failures)")}
+        if "permanent" not in columns:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ALTER TABLE failures ADD COLUMN permanent INTEGER NOT NULL DEFAULT 0")
+                self._conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def _writing(self):
+        """One write transaction; a full disk or a read-only file system becomes CannotWrite."""
+        with writing(self.path):
+            fault_point(self.path)
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield
 
     @classmethod
     def in_dir(cls, run_dir: str | Path) -> "ResultStore":
@@ -179,8 +208,7 @@ class ResultStore:
         if not rows:
             return
         placeholders = ",".join("?" * len(_COLUMNS))
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._conn.executemany(
                 f"INSERT OR IGNORE INTO results({','.join(_COLUMNS)}) VALUES ({placeholders})", rows
             )
@@ -234,8 +262,7 @@ class ResultStore:
     def save_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
         entries = list(entries)
         if entries:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._writing():
                 self._conn.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?,?,?,?)", entries)
 
     # -- the row plan of the latest run (lets `export` rebuild outputs without the input) --------
@@ -245,15 +272,13 @@ class ResultStore:
 
     def drop_rows_from(self, first_row: int) -> None:
         """Forget planned rows with index >= ``first_row`` (the input got shorter)."""
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._conn.execute("DELETE FROM rows WHERE row_index >= ?", (first_row,))
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         data = [(r["row"], _json(r, default=str)) for r in rows]
         if data:
-            with self._conn:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._writing():
                 self._conn.executemany("INSERT OR REPLACE INTO rows(row_index, payload) VALUES (?, ?)", data)
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
@@ -270,18 +295,32 @@ class ResultStore:
             out.update(dict(self._conn.execute(q, chunk).fetchall()))
         return out
 
+    def latest_failure_states(self, keys: Iterable[str]) -> dict[str, tuple[str, bool]]:
+        """(message, permanent) of each key's most recent failure, for keys that have one."""
+        keys = list(keys)
+        out: dict[str, tuple[str, bool]] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            q = (f"SELECT key, message, permanent FROM failures WHERE key IN ({','.join('?' * len(chunk))}) "
+                 "ORDER BY id")
+            out.update((k, (m, bool(p))) for k, m, p in self._conn.execute(q, chunk))
+        return out
+
     # -- failures --------------------------------------------------------------------------------
     def record_failure(self, stage: str, message: str, *, key: str | None = None, row_index: int | None = None,
-                       attempts: int = 1) -> None:
-        with self._conn:
+                       attempts: int = 1, permanent: bool = False) -> None:
+        """``permanent``: the request itself is at fault (an image no decoder can read, a request the
+        engine refuses as such), so a rerun of the same input fails the same way."""
+        with self._writing():
             self._conn.execute(
-                "INSERT INTO failures(key, row_index, stage, message, attempts, created_at) VALUES (?,?,?,?,?,?)",
-                (key, row_index, stage, storable_text(message), attempts, time.time()),
+                "INSERT INTO failures(key, row_index, stage, message, attempts, created_at, permanent) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (key, row_index, stage, storable_text(message), attempts, time.time(), int(permanent)),
             )
 
     def failures(self) -> list[dict[str, Any]]:
         cur = self._conn.execute(
-            "SELECT key, row_index, stage, message, attempts, created_at FROM failures ORDER BY id"
+            "SELECT key, row_index, stage, message, attempts, created_at, permanent FROM failures ORDER BY id"
         )
         cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, r)) for r in cur]
+        return [{**dict(zip(cols, r)), "permanent": bool(r[-1])} for r in cur]
