@@ -34,17 +34,44 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(2)
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def _write(path: Path | None, text: str, what: str) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    _write_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     console.print(f"{what} written to {path}", highlight=False)
+
+
+def _write_whole(path: Path, write) -> None:
+    """Write ``path`` whole or not at all (a temporary beside it, renamed); a full disk or a directory
+    that refuses writes is one line and exit 3, and a file already there stays as it was."""
+    from pixeljury.runs.atomic import discard, temporary_path
+    from pixeljury.runs.faults import CannotWrite, fault_point, writing
+
+    tmp = temporary_path(path)
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fault_point(tmp)
+            write(tmp)
+            tmp.replace(path)
+    except CannotWrite as exc:
+        _fail(f"{exc}; {path} was not written (a file already there is unchanged). {exc.fix[0].upper()}"
+              f"{exc.fix[1:]}, then run this again.", 3)
+    finally:
+        discard(tmp)
+
+
+def _say_unfinished(runs: list) -> None:
+    """Unfinished runs, and runs with requests that could not be judged, said plainly under the table."""
+    for run in runs:
+        note = run.state.note
+        if note:
+            console.print(f"note: {run.path}: {note}", highlight=False, soft_wrap=True)
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -162,10 +189,11 @@ def leaderboard(
     from pixeljury.analysis.rundir import RunDirError, load_run
 
     try:
-        entries = lb.build([load_run(r) for r in runs], n_boot=bootstrap, seed=seed)
+        loaded = [load_run(r) for r in runs]
     except RunDirError as exc:
         _fail(str(exc))
         return
+    entries = lb.build(loaded, n_boot=bootstrap, seed=seed)
     dims = lb.dimensions(entries)
     table = RichTable(title="Leaderboard")
     for name in ("rank", "model", "total", "95% CI", *dims, "scored", "parse fail", "N/A"):
@@ -177,6 +205,7 @@ def leaderboard(
         table.add_row(str(e.rank or "–"), e.model, _num(e.total, 2), ci, *[_num(e.level1.get(d), 2) for d in dims],
                       f"{e.n_images_scored}/{e.n_images}", pf, na)
     console.print(table)
+    _say_unfinished(loaded)
     _write(csv_out, lb.to_csv(entries), "CSV")
     _write(md_out, lb.to_markdown(entries), "Markdown")
     _write(json_out, lb.to_json(entries, {"runs": [str(r) for r in runs], "bootstrap": bootstrap, "seed": seed}), "JSON")
@@ -201,8 +230,10 @@ def report(
         _fail(str(exc))
         return
     options = ReportOptions(title=title, thumb_size=thumb_size, max_images_per_model=max_images, n_boot=bootstrap, seed=seed)
-    summary = write_report(loaded, out, options)
-    console.print(f"report written to {out} ({summary})", highlight=False)
+    written: list[str] = []
+    _write_whole(out, lambda tmp: written.append(write_report(loaded, tmp, options)))
+    console.print(f"report written to {out} ({written[0]})", highlight=False)
+    _say_unfinished(loaded)
 
 
 def register(app: typer.Typer) -> None:

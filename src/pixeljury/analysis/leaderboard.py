@@ -38,6 +38,8 @@ class Entry:
     facets: int  # facet verdicts returned (scored + N/A + invalid)
     na: int
     counts: dict[str, dict[str, int]]  # per L1, from aggregate()
+    run_status: str | None = None  # the run's manifest status: complete, incomplete, stopped, ...
+    run_note: str | None = None  # what a reader must know about the run (e.g. that it is unfinished)
 
     @property
     def parse_failure_rate(self) -> float | None:
@@ -92,6 +94,7 @@ def build(runs: list[Run], *, n_boot: int = 1000, seed: int = 0, confidence: flo
     seen = Counter(m for run in runs for m in run.models)
     entries: list[Entry] = []
     for run in runs:
+        state = run.state
         for model in run.models:
             records = run.scored_records(model)
             bench = aggregate(records)
@@ -117,8 +120,15 @@ def build(runs: list[Run], *, n_boot: int = 1000, seed: int = 0, confidence: flo
                 facets=_facet_count(records),
                 na=sum(c["na"] for c in counts.values()),
                 counts=counts,
+                run_status=state.status,
+                run_note=state.note,
             ))
     return rank(entries)
+
+
+def run_notes(entries: list[Entry]) -> dict[str, str]:
+    """Run directory -> its note (unfinished, or requests that could not be judged), once per run."""
+    return {e.run: e.run_note for e in entries if e.run_note}
 
 
 def dimensions(entries: list[Entry]) -> list[str]:
@@ -136,14 +146,15 @@ def to_csv(entries: list[Entry]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "model", "total", "total_ci_low", "total_ci_high", *dims, "n_images", "n_images_scored",
-                "requests", "parse_failures", "parse_failure_rate", "na_rate", "comparable", "run"])
+                "requests", "parse_failures", "parse_failure_rate", "na_rate", "comparable", "run", "run_status"])
     for e in entries:
         ci = e.total_ci or ("", "")
         w.writerow([e.rank or "", e.model, "" if e.total is None else e.total, *ci,
                     *["" if e.level1.get(d) is None else e.level1[d] for d in dims],
                     e.n_images, e.n_images_scored, e.requests, e.parse_failures,
                     "" if e.parse_failure_rate is None else e.parse_failure_rate,
-                    "" if e.na_rate is None else e.na_rate, "" if e.comparable is None else e.comparable, e.run])
+                    "" if e.na_rate is None else e.na_rate, "" if e.comparable is None else e.comparable, e.run,
+                    e.run_status or ""])
     return buf.getvalue()
 
 
@@ -158,7 +169,8 @@ def to_markdown(entries: list[Entry]) -> str:
                  _fmt(None if e.parse_failure_rate is None else 100 * e.parse_failure_rate, 1) + "%",
                  _fmt(None if e.na_rate is None else 100 * e.na_rate, 1) + "%"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- `{run}`: {note}" for run, note in run_notes(entries).items()]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def to_json(entries: list[Entry], meta: dict[str, Any] | None = None) -> str:

@@ -11,10 +11,53 @@ from pixeljury.rubric.taxonomy import TREE
 
 MANIFEST = "manifest.json"
 PER_IMAGE = "per_image.jsonl"
+STORE = "results.sqlite"
 
 
 class RunDirError(ValueError):
     """A run directory is missing a file or holds a malformed record; the message says which."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    """How the run behind a directory's outputs ended, from its manifest, for reports to say."""
+
+    status: str | None  # the manifest's "status" (derived for manifests older than it); None without one
+    unfinished: bool  # a rerun of the same command would add results
+    note: str | None  # one plain sentence for readers, None when there is nothing to say
+
+
+_RERUN = "rerun the same `pixeljury judge` command to finish it"
+
+
+def run_state(manifest: dict[str, Any]) -> RunState:
+    """Whether a run is unfinished (interrupted, stopped, or requests left without a result a rerun
+    may give) and what to tell a reader. Manifests written before ``status`` existed are read from
+    ``finished_at``, ``stopped`` and ``failed_requests``."""
+    if not manifest:
+        return RunState(None, False, None)
+    failed = manifest.get("failed_requests") or 0
+    requests = manifest.get("requests")
+    status = manifest.get("status")
+    if status is None:
+        status = ("interrupted" if manifest.get("finished_at") is None else "stopped" if manifest.get("stopped")
+                  else "incomplete" if failed else "complete")
+    of = f"{failed} of {requests}" if requests is not None else str(failed)
+    if status in ("interrupted", "running"):
+        why = manifest.get("stopped") or "its manifest has no finish time"
+        return RunState(status, True, f"unfinished run: interrupted before the end ({why}); requests it had not "
+                                      f"reached have no result or come from an earlier run; {_RERUN}")
+    if status == "stopped":
+        return RunState(status, True, f"unfinished run: stopped early ({manifest.get('stopped')}); {of} requests "
+                                      f"have no result; {_RERUN}")
+    if status == "incomplete":
+        return RunState(status, True, f"unfinished run: {of} requests have no result (errors a rerun may fix); "
+                                      f"{_RERUN}")
+    if status == "permanent_failures":
+        return RunState(status, False, f"{of} requests could not be judged: their input is unusable (errors marked "
+                                       "permanent in per_image.jsonl; fix those rows); every other request has a "
+                                       "result")
+    return RunState(status, False, None)
 
 
 @dataclass
@@ -22,6 +65,10 @@ class Run:
     path: Path
     manifest: dict[str, Any]
     records: list[dict[str, Any]]  # per_image.jsonl, in file order
+
+    @property
+    def state(self) -> RunState:
+        return run_state(self.manifest)
 
     @property
     def models(self) -> list[str]:
@@ -40,7 +87,11 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     per_image = path / PER_IMAGE
     if not per_image.is_file():
-        raise RunDirError(f"{path} is not a run directory: {PER_IMAGE} is missing")
+        if (path / STORE).is_file():
+            raise RunDirError(f"{path} has a result store but no {PER_IMAGE}: write its outputs with "
+                              f"`pixeljury export {path}`, then run this again")
+        raise RunDirError(f"{path} is not a run directory: it has neither {PER_IMAGE} nor {STORE} (make one with "
+                          "`pixeljury judge INPUT --out DIR`)")
     manifest: dict[str, Any] = {}
     manifest_path = path / MANIFEST
     if manifest_path.is_file():

@@ -147,7 +147,8 @@ def _provenance(run: Run) -> dict[str, Any]:
     return {"path": str(run.path), "judge": m.get("judge") or {}, "rubric": m.get("rubric") or {},
             "versions": {k: m.get(k) for k in ("pixeljury_version", "git_revision", "python", "torch", "transformers", "device")},
             "input_sha256": m.get("input_sha256"), "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
-            "config": json.dumps(m.get("config") or {}, indent=2, sort_keys=True), "has_manifest": bool(m)}
+            "config": json.dumps(m.get("config") or {}, indent=2, sort_keys=True), "has_manifest": bool(m),
+            "status": run.state.status}
 
 
 def build_context(runs: list[Run], options: ReportOptions) -> dict[str, Any]:
@@ -172,6 +173,9 @@ def build_context(runs: list[Run], options: ReportOptions) -> dict[str, Any]:
         "entries": entries, "dims": dims, "models": models, "radars": radars, "heatmaps": heatmaps,
         "rates": rates, "gallery": gallery, "missing_images": missing,
         "runs": [_provenance(r) for r in runs], "score_colour": score_colour,
+        # Said at the top: a reader must know before the numbers that a run is unfinished.
+        "notices": [{"path": str(r.path), "note": r.state.note, "unfinished": r.state.unfinished}
+                    for r in runs if r.state.note],
     }
 
 
