@@ -9,7 +9,8 @@ processes over the same input:
   line), extracted with `git archive` into a temporary folder;
 * after: this checkout's sources.
 
-Each child's peak RSS comes from ``wait4``. With ``--check`` (default on) the after run's files are
+Each child's peak RSS and CPU time (user + system, all its threads) come from ``wait4``; on a
+shared machine CPU time is the steadier figure. With ``--check`` (default on) the after run's files are
 expanded with ``pixeljury.runs.requests_file`` and compared byte for byte with the before run's
 ``requests.jsonl`` (a SHA-256 of each stream; nothing large is held in memory).
 
@@ -77,7 +78,8 @@ def run_dry(src: Path, inp: Path, out: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"dry run with {src} failed ({proc.returncode}):\n{stderr.decode()[-3000:]}")
     files = {p.name: p.stat().st_size for p in sorted(out.glob("*.jsonl"))}
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "files": files,
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "files": files,
             "bytes": sum(files.values()), "said": stdout.decode().strip()}
 
 
@@ -120,15 +122,16 @@ def main() -> int:
         print(f"input: {args.rows} rows over {args.images} images of {args.size}x{args.size} "
               f"({time.perf_counter() - t:.1f} s to build); 5 dimensions per row, builtin rubric")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}")
+              f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
         results = {}
         if not args.no_before:
             results["before"] = run_dry(sources_of(args.before, tmp / "before"), inp, tmp / "out-before")
         results["after"] = run_dry(REPO / "src", inp, tmp / "out-after")
-        print(f"{'':8} {'wall s':>8} {'peak RSS MB':>12} {'written MB':>11}  files")
+        print(f"{'':8} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'written MB':>11}  files")
         for name, r in results.items():
             files = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in r["files"].items())
-            print(f"{name:8} {r['wall_s']:8.1f} {r['peak_rss_mb']:12.0f} {r['bytes'] / 1e6:11.1f}  {files}")
+            print(f"{name:8} {r['wall_s']:8.1f} {r['cpu_s']:7.1f} {r['peak_rss_mb']:12.0f} {r['bytes'] / 1e6:11.1f}  "
+                  f"{files}")
             print(f"{'':8} {r['said']}")
         if "before" in results and not args.no_check:
             old = sha256_of_file(tmp / "out-before" / "requests.jsonl")
