@@ -223,7 +223,7 @@ def test_judge_command_on_a_poisoned_input(tmp_path, tiny_model_dir):
                "--rubric-file", str(CHECKLIST_FIXTURE), "--quiet", "--dimensions", "Quality", "--max-new-tokens", "8",
                "--batch-size", "8", "--retries", "0"]
     res = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=600)
-    assert res.returncode not in (0, 2), res.stderr  # a request without result, but no usage error
+    assert res.returncode == 4, res.stderr  # finished; the only request without a result cannot get one as it is
     assert "Traceback" not in res.stderr, res.stderr
     records = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok", "row_error", "row_error", "ok", "ok"]
@@ -234,7 +234,7 @@ def test_judge_command_on_a_poisoned_input(tmp_path, tiny_model_dir):
     assert records[1]["errors"][0].startswith("prompt contains <|image_pad|>: special token(s) of the judge's tokenizer")
     assert records[2]["errors"][0].startswith("prompt contains <|im_end|>, <|im_start|>: special token(s)")
     too_long = records[3]["dimensions"]["Quality"]
-    assert too_long["status"] == "error" and too_long.get("raw_text") is None
+    assert too_long["status"] == "error" and too_long["raw_text"] is None and too_long["permanent"] is True
     assert too_long["error"].startswith("row 3 Quality: not sent: the prompt is ")
     assert "that exceeds the judge's context of 32768 tokens" in too_long["error"]
 
