@@ -17,6 +17,7 @@ from pixeljury.rubric import resolve_rubric
 from pixeljury.runs import dryrun as dryrun_module
 from pixeljury.runs import requests_file
 from pixeljury.runs.dryrun import dry_run
+from pixeljury.runs.faults import CannotWrite
 from pixeljury.runs.judge import JudgeConfig
 from pixeljury.runs.requests_file import RequestsFileError, expand, read_requests, texts_path
 
@@ -127,11 +128,24 @@ def test_a_disk_that_refuses_writes_is_one_error_and_the_earlier_files_stay(tmp_
         raise OSError(errno.ENOSPC, "No space left on device", str(dest) + ".123.tmp")
 
     monkeypatch.setattr(requests_file.RequestWriter, "write", full)
-    with pytest.raises(ValueError, match=r"cannot write .*requests.jsonl.123.tmp: No space left on device; "
-                                         r"requests.jsonl and request_texts.jsonl are as they were"):
+    with pytest.raises(CannotWrite) as caught:
         _dry(tmp_path, inp)
+    assert (caught.value.path, caught.value.reason, caught.value.full) == (dest, "no space left on device", True)
     assert (dest.read_bytes(), texts_path(dest).read_bytes()) == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["request_texts.jsonl", "requests.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_a_dry_run_process_is_one_line_and_exit_3(tmp_path):
+    inp = _input(tmp_path, rows=2)
+    res = subprocess.run([sys.executable, "-m", "pixeljury", "judge", str(inp), "--out", str(tmp_path / "dry"),
+                          "--rubric-file", str(CHECKLIST_FIXTURE), "--dry-run", "--quiet"], capture_output=True,
+                         text=True, env={**subprocess_env(), "PIXELJURY_FAULT": "ENOSPC@request_texts.jsonl.*"},
+                         timeout=120)
+    said = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 3 and len(said) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f"cannot write {tmp_path / 'dry' / 'request_texts.jsonl'}: no space left on device" in said[0]
+    assert not list((tmp_path / "dry").iterdir())
 
 
 def test_temporaries_of_a_killed_dry_run_are_removed_by_the_next(tmp_path):

@@ -25,6 +25,7 @@ from pixeljury.engines.base import ImagePart, TextPart
 from pixeljury.protocols import qjudger
 from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path
 from pixeljury.runs.exports import slug
+from pixeljury.runs.faults import cannot_write, fault_point
 from pixeljury.runs.judge import JudgeConfig, load_inputs, planner, report_row, warn_parity
 from pixeljury.runs.plan import PlannedRow
 from pixeljury.runs.requests_file import RequestWriter, texts_path
@@ -173,8 +174,8 @@ class _DryRun:
 def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | None, dest: Path,
             console: Console | None = None, save_images: Path | None = None) -> tuple[int, int]:
     """Write request lines to ``dest`` and their texts beside it (``request_texts.jsonl``); returns
-    (requests written, rows skipped). Both files are replaced only when complete; a file system that
-    refuses the writes is a ``ValueError`` naming the folder.
+    (requests written, rows skipped). Both files are replaced only when complete; a full disk or a
+    read-only folder is a :class:`~pixeljury.runs.faults.CannotWrite` naming the file.
 
     With ``save_images``, every image exactly as it would be sent (after RGB conversion and the
     official resize) is written there as a lossless PNG, one per row and dimension."""
@@ -196,6 +197,8 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
             rows, _ = planner(config, inputs, scratch, judge_model, judge_revision)
             planned = iter(rows)
             try:
+                fault_point(tmp_requests)  # PIXELJURY_FAULT, for tests (runs.faults)
+                fault_point(tmp_texts)
                 with open(tmp_requests, "w", encoding="utf-8") as req_fh, \
                         open(tmp_texts, "w", encoding="utf-8") as text_fh, \
                         _Progress(len(rows.rows), console, config.quiet) as progress, \
@@ -216,7 +219,10 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
         # Texts first: a requests file in place always finds its texts.
         tmp_texts.replace(texts_dest)
         tmp_requests.replace(dest)
-    except OSError as exc:  # a full disk, a read-only directory: one line, not a traceback
+    except OSError as exc:  # one line, not a traceback; the files in place are as they were
+        fault = cannot_write(exc, dest)  # a full disk, a read-only directory: exit 3, as a run's
+        if fault is not None:
+            raise fault from None
         raise ValueError(f"cannot write {exc.filename or dest.parent}: {exc.strerror or exc}; {dest.name} and "
                          f"{texts_dest.name} are as they were") from None
     finally:
