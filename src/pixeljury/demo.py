@@ -125,8 +125,9 @@ def demo_params(tiny: bool, max_new_tokens: int | None = None) -> Any:
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """torch on one CPU thread while the tiny judge runs, as before afterwards. Its matrices are so
-    small that a second thread costs more in synchronisation than it computes: on 2 shared cores
-    the demo took 115 s of CPU with two threads and 18 s with one."""
+    small that extra threads mostly synchronise: on 2 idle cores the demo takes 17 s with one thread
+    and 11 s with two, but on 2 cores shared with other work (load 6) 41 s with one and 257 s with
+    two, so one thread is the setting that stays quick everywhere."""
     import torch
 
     before = torch.get_num_threads()
