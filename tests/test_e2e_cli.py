@@ -92,8 +92,10 @@ def test_dry_run_writes_requests_without_a_model(tmp_path, shared_data, metadata
                                    "--dimensions", "Alignment"),
                          capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert res.returncode == 0, res.stderr
-    lines = [json.loads(l) for l in (out / "requests.jsonl").read_text().splitlines()]
     from pixeljury.data.metadata import BenchMetadata
+    from pixeljury.runs.requests_file import read_requests
+
+    lines = list(read_requests(out / "requests.jsonl"))
 
     assert len(lines) == 1 + len(BenchMetadata.load(metadata_path).dimensions(1))
     first = lines[0]
