@@ -54,16 +54,6 @@ def test_batched_left_padded_generation_reports_tokens_and_finish(tiny_model_dir
     assert engine.describe()["revision"].startswith("local-")
 
 
-def test_constrained_needs_a_serving_engine(tmp_path):
-    from typer.testing import CliRunner
-
-    from pixeljury.cli import app
-
-    (tmp_path / "in.csv").write_text("prompt,image_path\na,b.png\n")
-    res = CliRunner().invoke(app, ["judge", str(tmp_path / "in.csv"), "--model", "m", "--constrained"])
-    assert res.exit_code == 2 and "--engine vllm" in res.output
-
-
 def test_empty_system_text_sends_no_system_message():
     from pixeljury.engines.hf import chat_messages
 

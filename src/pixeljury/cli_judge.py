@@ -64,11 +64,13 @@ def judge(
     replay_file: Optional[Path] = typer.Option(None, help="Recorded answers for --engine replay."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Requests per engine call. Default: the engine's own (transformers 4, vllm 128, openai 64)."),
     max_new_tokens: int = typer.Option(4096, min=1, help="Generation limit (official: 4096)."),
+    max_model_len: Optional[int] = typer.Option(None, min=1, help="The judge's context in tokens: longer requests "
+                                                "fail on their own (default: vLLM 8192, transformers the model's)."),
     dtype: str = typer.Option("auto", help="auto, bfloat16, float16 or float32."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1..."),
     keep_aspect: bool = typer.Option(False, help="Resize long side to 1024 keeping aspect (not the official square resize)."),
-    constrained: bool = typer.Option(False, help="JSON-schema-constrained answers (vllm/openai; not the official protocol)."),
-    thinking_budget: Optional[int] = typer.Option(None, help="Cap thinking tokens (with --constrained)."),
+    constrained: bool = typer.Option(False, help="JSON-schema-constrained answers, after the thinking (not the official protocol; recorded)."),
+    thinking_budget: Optional[int] = typer.Option(None, help="Cap thinking tokens: then </think> is forced (not the official protocol; recorded)."),
     export: str = typer.Option("", help="Extra export formats: csv, parquet, xlsx (comma-separated)."),
     retries: int = typer.Option(2, min=0, help="Extra attempts for a failed engine batch."),
     strict_prompts: bool = typer.Option(False, "--strict-prompts", help="Refuse rows whose benchmark ID comes with another prompt than the metadata's (default: warn and mark them not comparable)."),
@@ -97,8 +99,6 @@ def judge(
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is an existing file, not a directory; give a directory for the run (it is created "
               "if missing)")
-    if (constrained or thinking_budget is not None) and engine not in ("vllm", "openai"):
-        _fail("--constrained and --thinking-budget need --engine vllm or --engine openai")
     params = GenerationParams(max_new_tokens=max_new_tokens, json_schema_constrained=constrained,
                               thinking_budget=thinking_budget)
     config = JudgeConfig(
@@ -120,7 +120,7 @@ def judge(
             return
         spec = EngineSpec(engine=engine, model=model, revision=revision, source=model_source, dtype=dtype,
                           device=device, batch_size=batch_size or EngineSpec.batch_size, endpoint=endpoint,
-                          api_key=api_key, replay_file=None if replay_file is None else str(replay_file))
+                          api_key=api_key, max_model_len=max_model_len, replay_file=None if replay_file is None else str(replay_file))
         with _stop_signals() as stopped_by:
             try:
                 summary = run_judge(config, lambda: create_engine(spec), console=console)
@@ -246,45 +246,18 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's inputs, model and run."),
     model: Optional[str] = typer.Option(None, help="A real judge model (HF id or directory). Default: a tiny random one."),
     rubric_file: Optional[Path] = typer.Option(None, help="The official checklists.py, if you have it."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="Default: 64 for the tiny judge, 4096 for a real one."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Default: 1024 for the tiny judge, 4096 for a real one."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run the judge pipeline offline on images pixeljury draws, and show where the outputs are."""
-    from pixeljury.demo import make_demo_inputs
-    from pixeljury.engines.base import GenerationParams
-    from pixeljury.engines.factory import EngineSpec, create_engine
-    from pixeljury.runs.judge import JudgeConfig, run_judge
+    from pixeljury.demo import run_demo
 
     console = Console(stderr=True, quiet=quiet)
-    inputs = make_demo_inputs(out / "inputs")
-    tiny = model is None
-    if tiny:
-        from pixeljury.testing.tiny import build_tiny_qwen3vl
-
-        model_dir = out / "tiny-judge"
-        if not (model_dir / "config.json").exists():
-            console.print(f"building a tiny random Qwen3-VL judge in {model_dir} (no real judge given) ...")
-            build_tiny_qwen3vl(model_dir)
-        model = str(model_dir)
-    config = JudgeConfig(
-        input=inputs, out=out / "run", rubric="official" if rubric_file else "builtin", rubric_file=rubric_file,
-        params=GenerationParams(max_new_tokens=max_new_tokens or (64 if tiny else 4096)), batch_size=4, quiet=quiet,
-    )
-    spec = EngineSpec(engine="transformers", model=model, batch_size=4)
-    summary = run_judge(config, lambda: create_engine(spec), console=console)
-    _print_summary(summary, console)
-    if tiny:
-        typer.echo("NOTE: the judge was a tiny model with random weights. Its answers are noise, so most dimensions\n"
-                   "are counted as parse failures and any score above is meaningless. Pass --model with a real\n"
-                   "Q-Judger checkpoint (and --rubric-file with the official checklists.py) for real scores.")
-    from pixeljury.analysis.rundir import load_run
-    from pixeljury.report.html import write_report
-
-    report = summary.run_dir / "report.html"
-    write_report([load_run(summary.run_dir)], report)
-    typer.echo(f"demo inputs: {inputs}")
-    typer.echo(f"demo outputs: {summary.run_dir.resolve()}")
-    typer.echo(f"demo report (open in a browser): {report.resolve()}")
+    result = run_demo(out, model=model, rubric_file=rubric_file, max_new_tokens=max_new_tokens, quiet=quiet,
+                      console=console)
+    _print_summary(result.summary, console)
+    for line in result.lines():
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:

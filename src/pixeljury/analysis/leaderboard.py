@@ -65,8 +65,13 @@ def _facet_count(records: list[dict[str, Any]]) -> int:
 
 
 def _comparable(run: Run) -> bool | None:
+    if "benchmark_comparable" in run.manifest:  # rubric, resize, decoding and pixel parity together
+        return bool(run.manifest["benchmark_comparable"])
     rubric = run.manifest.get("rubric") or {}
     value = rubric.get("comparable", run.manifest.get("comparable"))
+    if value and (run.manifest.get("constrained") or ((run.manifest.get("config") or {}).get("params") or {})
+                  .get("thinking_budget") is not None):
+        return False
     return None if value is None else bool(value)
 
 

@@ -23,7 +23,9 @@ class EngineSpec:
     api_key: str | None = None
     concurrency: int = 16
     timeout: float = 600.0
-    max_model_len: int = 8192
+    # The judge's context in tokens: vLLM allocates for it (default 8192); the transformers engine
+    # refuses longer requests (default: the model config's max_position_embeddings).
+    max_model_len: int | None = None
     replay_file: str | None = None
     extra: dict[str, Any] | None = None
 
@@ -33,13 +35,13 @@ def create_engine(spec: EngineSpec) -> Engine:
         from pixeljury.engines.hf import TransformersEngine
 
         return TransformersEngine(spec.model, revision=spec.revision, source=spec.source, dtype=spec.dtype,
-                                  device=spec.device, batch_size=spec.batch_size)
+                                  device=spec.device, batch_size=spec.batch_size, max_model_len=spec.max_model_len)
     if spec.engine == "vllm":
         try:
             from pixeljury.engines.vllm_engine import VLLMEngine
         except ImportError as exc:
             raise EngineUnavailable(f"the vLLM engine is not available: {exc}") from exc
-        return VLLMEngine(spec.model, revision=spec.revision, dtype=spec.dtype, max_model_len=spec.max_model_len,
+        return VLLMEngine(spec.model, revision=spec.revision, dtype=spec.dtype, max_model_len=spec.max_model_len or 8192,
                           **(spec.extra or {}))
     if spec.engine == "openai":
         if not spec.endpoint:

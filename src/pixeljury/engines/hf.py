@@ -15,7 +15,6 @@ from pixeljury.engines.base import chat_messages as base_chat_messages
 from pixeljury.engines.base import (
     ChatRequest,
     Engine,
-    EngineError,
     EngineUnavailable,
     Generation,
     GenerationParams,
@@ -309,6 +308,9 @@ class TransformersEngine(Engine):
 
         info = super().describe()
         info.update(device=self.device, dtype=self.dtype, torch=torch.__version__, max_model_len=self.max_model_len)
+        from pixeljury.engines.hf_constrained import describe as constrained_decoding
+
+        info["constrained_decoding"] = constrained_decoding()
         if self.device.startswith("cuda"):
             info["gpu"] = torch.cuda.get_device_name(0)
         return info
@@ -322,8 +324,9 @@ class TransformersEngine(Engine):
         processor or the model fails on a batch, its requests are run one by one, so only a request
         that fails alone comes back with an error (the others get their answers)."""
         if params.json_schema_constrained:
-            raise EngineError("the transformers engine does not constrain output; use --engine vllm or openai",
-                              retryable=False)
+            from pixeljury.engines.hf_constrained import require_llguidance
+
+            require_llguidance()  # a missing extra stops the run with the install command
         results: list[Generation | None] = [self.special_tokens.refusal(r) for r in requests]
         sent = [i for i, g in enumerate(results) if g is None]
         for i, generation in zip(sent, self._generate_fitting([requests[i] for i in sent], params)):
@@ -362,7 +365,7 @@ class TransformersEngine(Engine):
                 results[i] = generation
             return results  # type: ignore[return-value]
         try:
-            out, prompt_len = self._run_model(enc, params)
+            out, prompt_len = self._run_model(enc, params, requests)
         except Exception as exc:  # noqa: BLE001 - narrowed below, request by request
             # Only a description is kept: the exception's traceback holds the failed batch's tensors,
             # which are freed (with the batch's inputs) before its requests are tried alone.
@@ -381,8 +384,10 @@ class TransformersEngine(Engine):
             for req, toks, n_prompt in zip(requests, new_tokens, counts)
         ]
 
-    def _run_model(self, enc: Any, params: GenerationParams) -> tuple[Any, int]:
+    def _run_model(self, enc: Any, params: GenerationParams, requests: list[ChatRequest]) -> tuple[Any, int]:
         import torch
+
+        from pixeljury.engines.hf_constrained import build_logits_processor
 
         enc = enc.to(self.device)
         greedy = params.temperature == 0 or params.top_k == 1
@@ -391,6 +396,8 @@ class TransformersEngine(Engine):
             "repetition_penalty": params.repetition_penalty,
             "do_sample": not greedy,
             "pad_token_id": self.pad_id,
+            # --constrained / --thinking-budget (engines/hf_constrained.py); empty without them.
+            "logits_processor": build_logits_processor(self.processor, requests, params, eos_ids=self.eos_ids),
         }
         if not greedy:
             gen_kwargs.update(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)

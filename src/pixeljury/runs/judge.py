@@ -50,14 +50,21 @@ def load_inputs(config: JudgeConfig) -> _Inputs:
     return _Inputs(rubric, metadata, dims, rows)
 
 
+def settings_comparable(config: JudgeConfig, rubric: Any) -> bool:
+    """Whether a run's settings keep its results comparable with the benchmark: the official rubric,
+    square resize, free decoding (no schema constraint, no thinking budget) and Pillow pixel parity."""
+    params = config.params
+    return bool(rubric.comparable and not config.keep_aspect and not params.json_schema_constrained
+                and params.thinking_budget is None and pixel_parity().ok)
+
+
 def planner(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: str,
             judge_revision: str | None) -> tuple[RowPlanner, KeyContext]:
     # "hfirst": LANCZOS with the horizontal pass first, as under upstream's Pillow (results resized
     # otherwise, by pixeljury before 0.1.1 under Pillow 13, are not reused).
     preprocess = "rgb-lanczos-hfirst-1024-" + ("keep-aspect" if config.keep_aspect else "square")
     ctx = KeyContext(judge_model, judge_revision, inputs.rubric.sha256, config.params, preprocess)
-    comparable = (inputs.rubric.comparable and not config.keep_aspect and not config.params.json_schema_constrained
-                  and pixel_parity().ok)
+    comparable = settings_comparable(config, inputs.rubric)
     rows = RowPlanner(
         inputs.rows, store=store, rubric=inputs.rubric, ctx=ctx, metadata=inputs.metadata,
         custom_dimensions=inputs.dimensions, benchmark_comparable=comparable, strict_prompts=config.strict_prompts,
@@ -344,6 +351,8 @@ def _manifest(config: JudgeConfig, engine: Engine, inputs: _Inputs, ctx: KeyCont
         "rubric": inputs.rubric.summary(),
         "judge": engine.describe(),
         "constrained": config.params.json_schema_constrained,
+        # What the settings allow; rows without a benchmark ID are never comparable on their own.
+        "benchmark_comparable": settings_comparable(config, inputs.rubric),
         "preprocess": ctx.preprocess,
         "image_parity": pixel_parity().as_dict(),
         "rows": rows,
