@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from pixeljury.engines import hf
-from pixeljury.engines.hf import cached_hub_commit, judge_identity, local_revision
+from pixeljury.engines import checkpoints as hf
+from pixeljury.engines.checkpoints import cached_hub_commit, judge_identity, local_revision
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"

@@ -7,7 +7,7 @@ from pixeljury.engines.base import EngineUnavailable, GenerationParams, ImagePar
 def test_unreachable_hub_weights_give_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    from pixeljury.engines.hf import resolve_weights
+    from pixeljury.engines.checkpoints import resolve_weights
 
     with pytest.raises(EngineUnavailable, match="(?s)could not get judge weights 'no-such/judge'.*local directory"):
         resolve_weights("no-such/judge", "abc123", "auto")
@@ -26,7 +26,7 @@ def test_modelscope_without_extra_says_what_to_install(monkeypatch):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_modelscope)
-    from pixeljury.engines.hf import resolve_weights
+    from pixeljury.engines.checkpoints import resolve_weights
 
     with pytest.raises(EngineUnavailable, match=r"pixeljury\[modelscope\]"):
         resolve_weights("qwen/judge", None, "modelscope")

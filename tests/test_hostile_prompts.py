@@ -44,7 +44,7 @@ def test_control_tokens_are_found_in_order_and_only_whole():
 def test_the_list_covers_every_special_token_of_the_tiny_judges_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from pixeljury.engines.hf import special_token_texts
+    from pixeljury.engines.guards import special_token_texts
 
     specials = special_token_texts(AutoTokenizer.from_pretrained(tiny_model_dir))
     assert "<|image_pad|>" in specials and "<|im_end|>" in specials

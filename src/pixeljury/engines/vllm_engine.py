@@ -25,7 +25,8 @@ from pixeljury.engines.base import (
     GenerationParams,
     ImagePart,
 )
-from pixeljury.engines.hf import SpecialTokenGuard, judge_identity, local_model_dir
+from pixeljury.engines.checkpoints import judge_identity, local_model_dir
+from pixeljury.engines.guards import SpecialTokenGuard
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ class VLLMEngine(Engine):
 
 def vllm_identity(model: str, revision: str | None, download_dir: str | None = None) -> tuple[str, str | None]:
     """``(model_id, revision)`` of the judge vLLM loads, recorded as the transformers engine records
-    it (:func:`pixeljury.engines.hf.judge_identity`): a local directory is its absolute path and
+    it (:func:`pixeljury.engines.checkpoints.judge_identity`): a local directory is its absolute path and
     content fingerprint; a hub id is the id and the commit the HF cache holds for ``revision``
     (``download_dir`` is vLLM's cache folder when set). Warns when no revision can be tied to it."""
     use_modelscope = os.environ.get("VLLM_USE_MODELSCOPE", "").lower() in ("1", "true")

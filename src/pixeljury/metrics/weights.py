@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 # The judge engines' weight fingerprint, reused so that judges and metrics identify local weights
-# alike (engines.hf imports no torch at module level).
-from pixeljury.engines.hf import judge_identity, local_revision, sampled_file_digest
+# alike (engines.checkpoints imports no torch).
+from pixeljury.engines.checkpoints import judge_identity, local_revision, sampled_file_digest
 from pixeljury.metrics.base import MetricUnavailable, WeightsRef
 
 MODELSCOPE_PREFIX = "modelscope:"
@@ -59,7 +59,7 @@ class ResolvedWeights:
 def content_fingerprint(path: str | os.PathLike[str]) -> str:
     """``local-<16 hex>`` from the content of local weights, not their place or time.
 
-    A folder gets the judge engines' :func:`~pixeljury.engines.hf.local_revision` (config, tokenizer
+    A folder gets the judge engines' :func:`~pixeljury.engines.checkpoints.local_revision` (config, tokenizer
     and processor files in full, weight files by size and sampled content); a single checkpoint file
     gets the same sampling of that file (whole when small, else its first and last MiB and 16 blocks
     between). Raises FileNotFoundError for a missing path.
