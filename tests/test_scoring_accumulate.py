@@ -1,24 +1,25 @@
-"""The streaming accumulator behind ``aggregate``: the same numbers, bit for bit, as means over lists."""
+"""The streaming accumulator behind ``aggregate``: the same numbers, bit for bit, as exact means over
+lists (``math.fsum(values) / len(values)``)."""
 
 from __future__ import annotations
 
 import math
 import random
 
-import pytest
-
-import pixeljury.scoring as scoring
-from pixeljury.scoring import BenchAccumulator, RunningMean, aggregate, mean
+from pixeljury.core.accumulator import ExactMean
+from pixeljury.scoring import BenchAccumulator, aggregate, mean
 
 
 def running(values) -> float | None:
-    m = RunningMean()
-    for v in values:
-        m.add(v)
-    return m.value()
+    return ExactMean().update_many(values).compute()
 
 
-def test_running_mean_equals_mean_of_the_list_bit_for_bit():
+def fmean(values) -> float | None:
+    vals = list(values)
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def test_exact_mean_equals_fsum_of_the_list_bit_for_bit():
     rng = random.Random(3)
     pools = [
         [0.0, 60.0, 100.0],
@@ -30,31 +31,19 @@ def test_running_mean_equals_mean_of_the_list_bit_for_bit():
             n = rng.randint(1, 400)
             vals = [rng.choice(pool) for _ in range(n)] if pool else [rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-8, 8)
                                                                       for _ in range(n)]
-            assert running(vals).hex() == mean(vals).hex()
+            assert running(vals).hex() == fmean(vals).hex()
+            rng.shuffle(vals)
+            assert running(vals).hex() == fmean(vals).hex()
 
 
-def test_running_mean_edge_cases():
-    assert running([]) is None and RunningMean().n == 0
+def test_exact_mean_edge_cases():
+    assert running([]) is None and ExactMean().n == 0
     assert running([60]) == 60.0 and isinstance(running([60]), float)  # ints are taken as floats
-    assert running([100, 60.0, 0]) == mean([100, 60.0, 0])
-    assert running([math.inf, 1.0]) == math.inf == mean([math.inf, 1.0])
-    assert math.isnan(running([math.inf, -math.inf])) and math.isnan(mean([math.inf, -math.inf]))
-
-
-@pytest.mark.parametrize("compensated", [False, True])
-def test_both_summations(monkeypatch, compensated):
-    """Naive left-to-right (CPython < 3.12) and Neumaier-compensated (CPython >= 3.12, as its float sum)."""
-    monkeypatch.setattr(scoring, "_COMPENSATED_SUM", compensated)
-    if compensated:
-        assert running([0.1] * 10) == 0.1  # sum([0.1] * 10) == 1.0 on 3.12+
-        assert running([1e100, 1.0, -1e100]) == 1.0 / 3
-    else:
-        assert running([0.1] * 10) == 0.9999999999999999 / 10
-        assert running([1e100, 1.0, -1e100]) == 0.0
-
-
-def test_interpreter_summation_is_the_one_mean_uses():
-    assert scoring._COMPENSATED_SUM == (sum([0.1] * 10) == 1.0)
+    assert running([100, 60.0, 0]) == fmean([100, 60.0, 0])
+    assert running([0.1] * 10) == 0.1  # the exact sum, rounded once; sum() on 3.11 gives 0.9999999999999999
+    assert running([1e100, 1.0, -1e100]) == 1.0 / 3  # left to right, a float sum loses the 1.0
+    assert running([math.inf, 1.0]) == math.inf
+    assert math.isnan(running([math.inf, -math.inf])) and math.isnan(running([1.0, math.nan]))
 
 
 def _image(rng: random.Random) -> dict:
@@ -72,7 +61,7 @@ def _image(rng: random.Random) -> dict:
 
 
 def _reference(images):
-    """What aggregate() is defined to be, computed over lists."""
+    """What aggregate() is defined to be, computed over lists: exact means (fsum / len)."""
     l1, l2, l3, totals = {}, {}, {}, []
     for rec in images:
         s = rec["scores"]
@@ -91,9 +80,9 @@ def _reference(images):
                     if v is not None:
                         l3.setdefault(d, {}).setdefault(k, {}).setdefault(f, []).append(v)
     return {
-        "total": mean(totals), "level1": {d: mean(v) for d, v in l1.items()},
-        "level2": {d: {k: mean(v) for k, v in x.items()} for d, x in l2.items()},
-        "level3": {d: {k: {f: mean(v) for f, v in y.items()} for k, y in x.items()} for d, x in l3.items()},
+        "total": fmean(totals), "level1": {d: fmean(v) for d, v in l1.items()},
+        "level2": {d: {k: fmean(v) for k, v in x.items()} for d, x in l2.items()},
+        "level3": {d: {k: {f: fmean(v) for f, v in y.items()} for k, y in x.items()} for d, x in l3.items()},
         "n_images": len(images), "n_images_scored": len(totals),
     }
 
@@ -109,7 +98,7 @@ def test_accumulator_matches_list_means_and_keeps_first_seen_order():
     got = acc.result().as_dict()
     ref = _reference(images)
     for key, value in ref.items():
-        assert got[key] == value, key
+        assert got[key] == value, key  # == on floats: bit for bit
     # dict order (it decides the key order of the bench JSON): first image that had a value there
     assert list(got["level1"]) == list(ref["level1"])
     assert [list(v) for v in got["level3"].values()] == [list(v) for v in ref["level3"].values()]

@@ -6,15 +6,18 @@ too, but counted, never silently treated as N/A. Means are taken only over what 
     L2 = mean of its facets,  L1 = mean of its L2s,  image total = mean of its L1s,
     bench L1/L2/L3 = mean over the images that have that entry,
     bench total = mean of the per-image totals (not the mean of the bench L1 columns).
+
+Per-image means use the built-in ``sum``; bench means are exact (``math.fsum(values) / len(values)``)
+so that they do not depend on the order, chunking or sharding of the images (``BenchAccumulator``).
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pixeljury.core.accumulator import Accumulator, ExactMean
 
 SCORE_MAP = {0: 0.0, 1: 60.0, 2: 100.0}
 
@@ -110,82 +113,53 @@ class BenchScores:
         }
 
 
-class RunningMean:
-    """``mean()`` of a stream of floats without keeping them: the result equals ``mean(list_of_them)``
-    bit for bit on the running interpreter, because the sum is taken the way the built-in ``sum``
-    takes it (left to right; from Python 3.12 with Neumaier compensation, as CPython's float ``sum``)."""
-
-    __slots__ = ("hi", "lo", "n")
-
-    def __init__(self) -> None:
-        self.hi = 0.0  # running sum
-        self.lo = 0.0  # compensation (3.12+)
-        self.n = 0
-
-    def add(self, value: float) -> None:
-        x = float(value)
-        self.n += 1
-        if _COMPENSATED_SUM:
-            t = self.hi + x
-            if abs(self.hi) >= abs(x):
-                self.lo += (self.hi - t) + x
-            else:
-                self.lo += (x - t) + self.hi
-            self.hi = t
-        else:
-            self.hi += x
-
-    def value(self) -> float | None:
-        if not self.n:
-            return None
-        total = self.hi
-        if self.lo and math.isfinite(self.lo):
-            total += self.lo
-        return total / self.n
-
-
-_COMPENSATED_SUM = sys.version_info >= (3, 12) and sys.implementation.name == "cpython"
-
 _COUNT_KEYS = ("requests", "scored", "parse_failures", "all_na", "errors", "truncated", "na", "invalid")
 _STATUS_COUNT = {"scored": "scored", "parse_failure": "parse_failures", "all_na": "all_na", "error": "errors"}
 
 
-class BenchAccumulator:
-    """``aggregate()`` one image record at a time, keeping only running sums and counts: memory is
-    bounded by the size of the taxonomy, not by the number of images. ``aggregate(images)`` is
-    ``add()`` over the images followed by ``result()``."""
+class BenchAccumulator(Accumulator):
+    """``aggregate()`` one image record at a time, keeping only exact sums and counts: memory is bounded
+    by the size of the taxonomy, not by the number of images. ``aggregate(images)`` is ``update()``
+    over the images followed by ``compute()``.
+
+    Every mean is an ``ExactMean`` (``math.fsum(values) / len(values)``), so one pass, any chunking
+    of it and shards merged in any order give the same numbers and counts, bit for bit. The key order
+    of the result's dicts (which becomes the key order of the bench JSON) is the order in which keys
+    were first seen: merging keeps it when shards are merged in stream order (``merged([first,
+    second, ...])``); merged in another order, the numbers are the same and new keys come in merge order.
+    """
+
+    kind = "qjudger-bench"
 
     def __init__(self) -> None:
-        self._l1: dict[str, RunningMean] = {}
-        self._l2: dict[str, dict[str, RunningMean]] = {}
-        self._l3: dict[str, dict[str, dict[str, RunningMean]]] = {}
-        self._total = RunningMean()
+        self._l1: dict[str, ExactMean] = {}
+        self._l2: dict[str, dict[str, ExactMean]] = {}
+        self._l3: dict[str, dict[str, dict[str, ExactMean]]] = {}
+        self._total = ExactMean()
         self._counts: dict[str, dict[str, int]] = {}
         self.n_images = 0
 
-    def add(self, rec: Mapping[str, Any]) -> None:
+    def update(self, rec: Mapping[str, Any]) -> None:
         """Add one per-image record: ``scores`` = {"total", "level1", "level2", "level3"} and
         ``dimensions`` = {L1: {"status", "n_na", "invalid", "truncated"}}. None scores are skipped."""
         self.n_images += 1
         scores = rec.get("scores") or {}
         if scores.get("total") is not None:
-            self._total.add(scores["total"])
+            self._total.update(scores["total"])
         for d, v in (scores.get("level1") or {}).items():
             if v is not None:
-                _acc(self._l1, d).add(v)
+                _acc(self._l1, d).update(v)
         for d, l2s in (scores.get("level2") or {}).items():
             for l2, v in l2s.items():
                 if v is not None:
-                    _acc(_sub(self._l2, d), l2).add(v)
+                    _acc(_sub(self._l2, d), l2).update(v)
         for d, l2s in (scores.get("level3") or {}).items():
             for l2, l3s in l2s.items():
                 for l3, v in l3s.items():
                     if v is not None:
-                        _acc(_sub(_sub(self._l3, d), l2), l3).add(v)
+                        _acc(_sub(_sub(self._l3, d), l2), l3).update(v)
         for d, info in (rec.get("dimensions") or {}).items():
-            c = self._counts.get(d)
-            if c is None:
-                c = self._counts[d] = dict.fromkeys(_COUNT_KEYS, 0)
+            c = _count_row(self._counts, d)
             c["requests"] += 1
             key = _STATUS_COUNT.get(info.get("status"))
             if key:
@@ -194,23 +168,96 @@ class BenchAccumulator:
             c["na"] += int(info.get("n_na") or 0)
             c["invalid"] += len(info.get("invalid") or [])
 
-    def result(self) -> BenchScores:
+    add = update
+
+    def compute(self) -> BenchScores:
         return BenchScores(
-            total=self._total.value(),
-            l1={d: m.value() for d, m in self._l1.items()},
-            l2={d: {k: m.value() for k, m in l2s.items()} for d, l2s in self._l2.items()},
-            l3={d: {l2: {l3: m.value() for l3, m in l3s.items()} for l2, l3s in l2s.items()}
-                for d, l2s in self._l3.items()},
+            total=self._total.compute(),
+            l1=_means(self._l1, 1),
+            l2=_means(self._l2, 2),
+            l3=_means(self._l3, 3),
             n_images=self.n_images,
             n_images_scored=self._total.n,
             counts={d: dict(c) for d, c in self._counts.items()},
         )
 
+    result = compute
 
-def _acc(table: dict[str, RunningMean], key: str) -> RunningMean:
+    def merge(self, other: BenchAccumulator | Mapping[str, Any]) -> BenchAccumulator:
+        other = self._coerce(other)
+        if other is self:
+            other = other.copy()
+        self._total.merge(other._total)
+        _merge_means(self._l1, other._l1, 1)
+        _merge_means(self._l2, other._l2, 2)
+        _merge_means(self._l3, other._l3, 3)
+        for d, c in other._counts.items():
+            mine = _count_row(self._counts, d)
+            for k in _COUNT_KEYS:
+                mine[k] += c[k]
+        self.n_images += other.n_images
+        return self
+
+    def _state_body(self) -> dict[str, Any]:
+        # JSON keeps the key order of these dicts, so a state round trip keeps first-seen order.
+        return {"n_images": self.n_images, "total": self._total._state_body(),
+                "level1": _mean_states(self._l1, 1), "level2": _mean_states(self._l2, 2),
+                "level3": _mean_states(self._l3, 3), "counts": {d: dict(c) for d, c in self._counts.items()}}
+
+    @classmethod
+    def _from_body(cls, body: Mapping[str, Any]) -> BenchAccumulator:
+        out = cls()
+        out.n_images = int(body["n_images"])
+        out._total = ExactMean._from_body(body["total"])
+        out._l1 = _means_from_states(body["level1"], 1)
+        out._l2 = _means_from_states(body["level2"], 2)
+        out._l3 = _means_from_states(body["level3"], 3)
+        for d, c in body["counts"].items():
+            row = _count_row(out._counts, d)
+            for k in _COUNT_KEYS:
+                row[k] = int(c[k])
+        return out
+
+
+def _count_row(counts: dict[str, dict[str, int]], d: str) -> dict[str, int]:
+    c = counts.get(d)
+    if c is None:
+        c = counts[d] = dict.fromkeys(_COUNT_KEYS, 0)
+    return c
+
+
+def _means(table: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    """A nested table of ExactMean (``depth`` levels of keys) -> the same table of their means."""
+    if depth == 1:
+        return {k: m.compute() for k, m in table.items()}
+    return {k: _means(sub, depth - 1) for k, sub in table.items()}
+
+
+def _merge_means(mine: dict[str, Any], theirs: Mapping[str, Any], depth: int) -> None:
+    """Merge a nested table of ExactMean into another; keys new to ``mine`` are appended in order."""
+    for k, sub in theirs.items():
+        if depth == 1:
+            _acc(mine, k).merge(sub)
+        else:
+            _merge_means(_sub(mine, k), sub, depth - 1)
+
+
+def _mean_states(table: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    if depth == 1:
+        return {k: m._state_body() for k, m in table.items()}
+    return {k: _mean_states(sub, depth - 1) for k, sub in table.items()}
+
+
+def _means_from_states(states: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    if depth == 1:
+        return {k: ExactMean._from_body(s) for k, s in states.items()}
+    return {k: _means_from_states(sub, depth - 1) for k, sub in states.items()}
+
+
+def _acc(table: dict[str, ExactMean], key: str) -> ExactMean:
     m = table.get(key)
     if m is None:
-        m = table[key] = RunningMean()
+        m = table[key] = ExactMean()
     return m
 
 
@@ -223,7 +270,4 @@ def _sub(table: dict[str, Any], key: str) -> dict[str, Any]:
 
 def aggregate(images: Iterable[Mapping[str, Any]]) -> BenchScores:
     """Aggregate per-image records (see ``BenchAccumulator.add`` for their form)."""
-    acc = BenchAccumulator()
-    for rec in images:
-        acc.add(rec)
-    return acc.result()
+    return BenchAccumulator().update_many(images).compute()

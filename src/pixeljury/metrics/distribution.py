@@ -21,7 +21,14 @@ from PIL import Image
 
 from pixeljury.metrics import weights as weights_mod
 from pixeljury.metrics.base import ImageInput, MetricInputError, MetricResult, MetricSpec, MetricUnavailable, load_rgb
-from pixeljury.metrics.fid_math import frechet_distance, kernel_distance, statistics
+from pixeljury.metrics.fid_math import (
+    FeatureAccumulator,
+    FeatureKey,
+    feature_accumulator,
+    frechet_distance,
+    kernel_distance,
+    statistics,
+)
 from pixeljury.metrics.torch_base import default_device
 
 ResizeMode = Literal["clean", "legacy-pytorch"]
@@ -170,14 +177,25 @@ class SetDistance:
         self.cache.save(key, features)
         return features, False
 
-    def compute(self, generated: str | Path | Sequence[ImageInput], reference: str | Path | Sequence[ImageInput],
-                *, batch_size: int = 64) -> MetricResult:
-        gen_items, ref_items = expand_images(generated), expand_images(reference)
-        ref_feats, hit = self.reference_features(ref_items, batch_size)
-        gen_feats = extract_features(gen_items, self.extractor, self.mode, batch_size)
-        extras: dict[str, Any] = {"n_generated": len(gen_items), "n_reference": len(ref_items),
-                                  "reference_cache": "hit" if hit else "miss", "extractor": self.extractor.name,
-                                  "resize": self.mode}
+    def accumulate(self, images: Sequence[ImageInput], *, keys: Sequence[FeatureKey] | None = None,
+                   batch_size: int = 64, into: FeatureAccumulator | None = None) -> FeatureAccumulator:
+        """Features of a shard of a set, keyed by ``keys`` (default: positions 0..N-1), added to
+        ``into`` or a new accumulator. Give shards of one set disjoint keys (e.g. each item's position
+        in the whole set); merged, they give the FID of the whole set bit for bit (see
+        ``FeatureAccumulator``)."""
+        items = list(images)
+        keys = list(range(len(items))) if keys is None else list(keys)
+        if len(keys) != len(items):
+            raise ValueError(f"{len(keys)} keys for {len(items)} images")
+        acc = into if into is not None else FeatureAccumulator()
+        return acc.add_batch(keys, extract_features(items, self.extractor, self.mode, batch_size)) if items else acc
+
+    def compute_from(self, generated: FeatureAccumulator, reference: FeatureAccumulator,
+                     extras: dict[str, Any] | None = None) -> MetricResult:
+        """FID or KID from two feature accumulators (whole sets, or shards merged)."""
+        gen_feats, ref_feats = generated.features(), reference.features()
+        extras = {"n_generated": len(generated), "n_reference": len(reference), **(extras or {}),
+                  "extractor": self.extractor.name, "resize": self.mode}
         if self.spec.name == "kid":
             value, std = kernel_distance(gen_feats, ref_feats, num_subsets=self.num_subsets,
                                          subset_size=self.subset_size, seed=self.seed)
@@ -185,6 +203,14 @@ class SetDistance:
         else:
             value = frechet_distance(*statistics(gen_feats), *statistics(ref_feats))
         return MetricResult(self.spec.name, self.spec.convention, value, extras)
+
+    def compute(self, generated: str | Path | Sequence[ImageInput], reference: str | Path | Sequence[ImageInput],
+                *, batch_size: int = 64) -> MetricResult:
+        gen_items, ref_items = expand_images(generated), expand_images(reference)
+        ref_feats, hit = self.reference_features(ref_items, batch_size)
+        generated_acc = self.accumulate(gen_items, batch_size=batch_size)
+        return self.compute_from(generated_acc, feature_accumulator(ref_feats),
+                                 {"reference_cache": "hit" if hit else "miss"})
 
 
 def load_fid(spec: MetricSpec, *, weights: Any = None, extractor: FeatureExtractor | None = None,
@@ -195,5 +221,5 @@ def load_fid(spec: MetricSpec, *, weights: Any = None, extractor: FeatureExtract
 
 load_kid = load_fid
 
-__all__ = ["CleanFIDInception", "ReferenceStatsCache", "SetDistance", "extract_features", "image_set_hash",
-           "load_fid", "load_inception", "load_kid", "resize_for_extractor"]
+__all__ = ["CleanFIDInception", "FeatureAccumulator", "ReferenceStatsCache", "SetDistance", "extract_features",
+           "image_set_hash", "load_fid", "load_inception", "load_kid", "resize_for_extractor"]

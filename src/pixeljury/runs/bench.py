@@ -65,7 +65,7 @@ class ModelBench:
         self.row_errors += rec["status"] == "row_error"
         self.duplicates += rec["status"] == "duplicate"
         if rec["status"] == "ok":
-            self.scores.add(rec)
+            self.scores.update(rec)
             self.all_comparable = self.all_comparable and bool(rec["comparable"])
 
     def result(self) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class ModelBench:
             "model": self.model,
             "manifest": f"../{MANIFEST_NAME}",
             "comparable": self.scores.n_images > 0 and self.all_comparable,
-            **self.scores.result().as_dict(),
+            **self.scores.compute().as_dict(),
             "rows": self.rows,
             "row_errors": self.row_errors,
             "duplicates": self.duplicates,

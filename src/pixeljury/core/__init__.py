@@ -1,0 +1,1 @@
+"""The seams every evaluator, engine and metric plugs into: registry, contracts, accumulators."""
