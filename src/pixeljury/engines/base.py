@@ -1,7 +1,12 @@
-"""The one interface every engine implements: a batch of chat requests in, generations out.
+"""The one interface every engine implements, for two kinds of request.
 
-Protocols build :class:`ChatRequest` objects and read :class:`Generation` objects; engines turn the
-former into the latter. Neither side knows the other's internals.
+- chat generation: :class:`ChatRequest` in, :class:`Generation` out (:meth:`Engine.generate`);
+- log-probability scoring: :class:`ScoreRequest` in, :class:`Scores` out (:meth:`Engine.score`), the
+  probabilities of given answers at the next position, or of a given continuation, from a forward pass.
+
+Evaluators build requests and read results; engines turn the former into the latter. Neither side
+knows the other's internals: per-request settings (the images, how thinking is split off, the schema
+name) travel with the request, and an engine says what it can do in :attr:`Engine.capabilities`.
 """
 
 from __future__ import annotations
@@ -55,10 +60,118 @@ class ChatRequest:
     system: str
     user: list[Part]
     json_schema: dict[str, Any] | None = None  # used only by engines that constrain output
+    # The name servers record the schema under (OpenAI's ``response_format.json_schema.name``);
+    # None: the engine's neutral default.
+    schema_name: str | None = None
+    # How the answer's thinking is split off, as a reasoning-parser name ("qwen3"); None: the request
+    # does not rely on a split. Engines whose parser is set at load time (vLLM) refuse a constrained
+    # or thinking-budgeted request that names another one.
+    reasoning: str | None = None
 
     @property
     def image(self) -> ImagePart | None:
         return next((p for p in self.user if isinstance(p, ImagePart)), None)
+
+
+@dataclass
+class ScoreRequest:
+    """Log-probabilities from one forward pass, with nothing generated.
+
+    Exactly one of:
+
+    - ``candidates``: answers (``["Yes", "No"]``) whose first token's log-probability at the next
+      position after the assistant turn opens is wanted. Candidates whose first tokens coincide
+      cannot be told apart at that position; engines refuse such a request (not retryable).
+    - ``continuation``: a text whose total log-probability as the start of the assistant's answer is
+      wanted (teacher-forced: the sum over its tokens).
+
+    The chat is rendered with the generation prompt and, by default, thinking off (for Qwen3
+    templates: the empty ``<think></think>`` block), so the next token is the answer's first.
+    """
+
+    request_id: str
+    system: str
+    user: list[Part]
+    candidates: list[str] | None = None
+    continuation: str | None = None
+    enable_thinking: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.candidates is None) == (self.continuation is None):
+            raise ValueError(f"score request {self.request_id!r}: give either candidates or a continuation")
+        if self.candidates is not None:
+            if not self.candidates or any(not isinstance(c, str) or not c for c in self.candidates):
+                raise ValueError(f"score request {self.request_id!r}: candidates must be non-empty strings")
+            if len(set(self.candidates)) != len(self.candidates):
+                raise ValueError(f"score request {self.request_id!r}: candidates repeat: {self.candidates}")
+        if self.continuation is not None and not self.continuation:
+            raise ValueError(f"score request {self.request_id!r}: the continuation is empty")
+
+    @property
+    def image(self) -> ImagePart | None:
+        return next((p for p in self.user if isinstance(p, ImagePart)), None)
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for p in self.user if isinstance(p, ImagePart)]
+
+
+@dataclass
+class Scores:
+    """What a :class:`ScoreRequest` got back: ``logprobs`` (natural log, one per candidate, in the
+    request's order) or ``logprob`` (the continuation's total), or ``error``."""
+
+    request_id: str
+    logprobs: dict[str, float] | None = None
+    logprob: float | None = None
+    tokens: list[str] | None = None  # the scored tokens as text: each candidate's first, or the continuation's
+    prompt_tokens: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    retryable: bool = True  # as for Generation: False when the request itself is at fault
+
+    @classmethod
+    def failed(cls, request_id: str, error: str, *, retryable: bool = True, seconds: float | None = None) -> "Scores":
+        return cls(request_id=request_id, error=error, retryable=retryable, seconds=seconds)
+
+
+REQUEST_KINDS = frozenset({"chat", "score"})
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine can do: which request kinds it serves, and the most images one request may hold
+    (None: no limit the engine knows of)."""
+
+    kinds: frozenset[str] = frozenset({"chat"})
+    max_images_per_request: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - REQUEST_KINDS
+        if unknown:
+            raise ValueError(f"unknown request kind(s) {sorted(unknown)}; known: {sorted(REQUEST_KINDS)}")
+
+    def supports(self, kind: str) -> bool:
+        return kind in self.kinds
+
+
+def first_token_ids(encode: Callable[[str], list[int]], candidates: list[str]) -> list[int]:
+    """The first token id of each candidate as ``encode`` (no special tokens) splits it alone.
+
+    Raises ValueError when two candidates start with the same token: at the next position they are one
+    event, so their probabilities could not be told apart (ask with a continuation per candidate instead).
+    """
+    firsts: list[int] = []
+    for candidate in candidates:
+        ids = encode(candidate)
+        if not ids:
+            raise ValueError(f"candidate {candidate!r} encodes to no token")
+        firsts.append(ids[0])
+    shared = [c for c, t in zip(candidates, firsts) if firsts.count(t) > 1]
+    if shared:
+        raise ValueError(f"candidates {shared} share their first token, so their next-token probabilities "
+                         "cannot be told apart; score each as a continuation instead")
+    return firsts
 
 
 @dataclass
@@ -90,7 +203,7 @@ class Generation:
         return f"{self.reasoning}\n</think>\n\n{self.text}"
 
 
-def chat_messages(request: ChatRequest, image_entry: Callable[[ImagePart], dict[str, Any]]) -> list[dict[str, Any]]:
+def chat_messages(request: ChatRequest | ScoreRequest, image_entry: Callable[[ImagePart], dict[str, Any]]) -> list[dict[str, Any]]:
     """The request as chat messages: an optional system message and one user message whose content
     keeps the request's [text, image, text] order, so the chat template puts the image where the
     protocol put it. ``image_entry`` gives each engine's own form of an image part.
@@ -130,12 +243,24 @@ class Engine(ABC):
     revision: str | None = None
     preferred_batch_size: int = 8  # how many requests the pipeline hands over at once
 
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """Chat generation only, unless the engine says more."""
+        return EngineCapabilities()
+
     @abstractmethod
     def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]:
         """One generation per request, in the same order.
 
         Raise :class:`EngineError` when the whole batch failed; return a :class:`Generation` with
         ``error`` set (and ``finish_reason="error"``) for a request that failed on its own."""
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scores]:
+        """One :class:`Scores` per request, in the same order (engines with the "score" capability)."""
+        raise EngineError(
+            f"the {self.name} engine cannot score log-probabilities: its capabilities are "
+            f"{sorted(self.capabilities.kinds)}, without 'score'", retryable=False,
+        )
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this engine."""

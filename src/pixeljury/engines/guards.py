@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pixeljury.engines.base import ChatRequest, Generation, TextPart
+from pixeljury.engines.base import ChatRequest, Generation, ScoreRequest, TextPart
 
 
 def special_token_texts(tokenizer: Any) -> frozenset[str]:
@@ -38,23 +38,30 @@ class SpecialTokenGuard:
         longest_first = sorted(self.tokens, key=lambda t: (-len(t), t))
         self._pattern = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
 
-    def found(self, request: ChatRequest) -> list[str]:
-        """The special tokens in the request's texts, each once, in the order they first occur."""
+    def found(self, request: ChatRequest | ScoreRequest) -> list[str]:
+        """The special tokens in the request's texts (a score request's candidates and continuation
+        too), each once, in the order they first occur."""
         if self._pattern is None:
             return []
         texts = [request.system, *(p.text for p in request.user if isinstance(p, TextPart))]
+        if isinstance(request, ScoreRequest):
+            texts += [*(request.candidates or ()), request.continuation or ""]
         return list(dict.fromkeys(m.group(0) for text in texts for m in self._pattern.finditer(text)))
 
-    def refusal(self, request: ChatRequest) -> Generation | None:
-        """A failed, not retryable :class:`Generation` for a request holding special tokens; else None."""
+    def refusal_reason(self, request: ChatRequest | ScoreRequest) -> str | None:
+        """Why a request holding special tokens is not sent; None when it holds none."""
         found = self.found(request)
         if not found:
             return None
-        return Generation(
-            request_id=request.request_id, text="", finish_reason="error", retryable=False,
-            error=f"not sent: the request text contains {', '.join(found)}, special token(s) of the judge's "
-                  f"tokenizer that the {self.engine} engine would pass to the model as control tokens, not as text",
-        )
+        return (f"not sent: the request text contains {', '.join(found)}, special token(s) of the judge's "
+                f"tokenizer that the {self.engine} engine would pass to the model as control tokens, not as text")
+
+    def refusal(self, request: ChatRequest) -> Generation | None:
+        """A failed, not retryable :class:`Generation` for a request holding special tokens; else None."""
+        reason = self.refusal_reason(request)
+        if reason is None:
+            return None
+        return Generation(request_id=request.request_id, text="", finish_reason="error", retryable=False, error=reason)
 
 
 def context_length(config: Any) -> int | None:

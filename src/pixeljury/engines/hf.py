@@ -11,10 +11,13 @@ from pixeljury.engines.base import chat_messages as base_chat_messages
 from pixeljury.engines.base import (
     ChatRequest,
     Engine,
+    EngineCapabilities,
     EngineUnavailable,
     Generation,
     GenerationParams,
     ImagePart,
+    ScoreRequest,
+    Scores,
 )
 from pixeljury.engines.checkpoints import fetch_weights, judge_identity
 from pixeljury.engines.guards import SpecialTokenGuard, context_length
@@ -27,7 +30,7 @@ def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return base_chat_messages(request, lambda part: {"type": "image", "image": part.image})
 
 
-def render_chat(processor: Any, request: ChatRequest, *, enable_thinking: bool = True) -> str:
+def render_chat(processor: Any, request: ChatRequest | ScoreRequest, *, enable_thinking: bool = True) -> str:
     """The exact text the model is prompted with (before image tokens are expanded)."""
     return processor.apply_chat_template(
         chat_messages(request), tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
@@ -111,6 +114,16 @@ class TransformersEngine(Engine):
         if self.device.startswith("cuda"):
             info["gpu"] = torch.cuda.get_device_name(0)
         return info
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        return EngineCapabilities(kinds=frozenset({"chat", "score"}), max_images_per_request=None)
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scores]:
+        """Log-probabilities from one forward pass per batch (see :mod:`pixeljury.engines.hf_scoring`)."""
+        from pixeljury.engines.hf_scoring import score_requests
+
+        return score_requests(self, requests)
 
     def render(self, request: ChatRequest, params: GenerationParams) -> str:
         return render_chat(self.processor, request, enable_thinking=params.enable_thinking)

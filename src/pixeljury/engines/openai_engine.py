@@ -27,9 +27,13 @@ from pixeljury.engines.base import (
     ChatRequest,
     chat_messages,
     Engine,
+    EngineCapabilities,
     EngineError,
     Generation,
     GenerationParams,
+    ImagePart,
+    ScoreRequest,
+    Scores,
 )
 
 # Worth another try: the server is busy, restarting or briefly unreachable.
@@ -44,6 +48,10 @@ CONTEXT_TOO_LONG = re.compile(r"maximum model length|maximum context length|cont
                               re.IGNORECASE)
 MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 120.0
+# The schema name sent when a request names none (servers only record it).
+DEFAULT_SCHEMA_NAME = "answer"
+# OpenAI caps top_logprobs at 20, and vLLM's default max_logprobs is 20.
+DEFAULT_TOP_LOGPROBS = 20
 
 T = TypeVar("T")
 
@@ -73,13 +81,14 @@ def png_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def build_messages(request: ChatRequest, image_urls: dict[str, str]) -> list[dict[str, Any]]:
+def build_messages(request: ChatRequest | ScoreRequest, image_urls: dict[str, str]) -> list[dict[str, Any]]:
     """Chat-completions messages; each image as its (already encoded) data URL."""
     return chat_messages(request, lambda part: {"type": "image_url", "image_url": {"url": image_urls[part.sha256]}})
 
 
 def sampling_fields(
-    params: GenerationParams, json_schema: dict[str, Any] | None, min_new_tokens: int | None = None
+    params: GenerationParams, json_schema: dict[str, Any] | None, min_new_tokens: int | None = None,
+    schema_name: str | None = None,
 ) -> dict[str, Any]:
     """Generation parameters as vLLM and SGLang read them from a chat-completions body.
 
@@ -104,7 +113,7 @@ def sampling_fields(
         body["structured_outputs"] = {"json": json_schema}
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "qjudger_answer", "schema": json_schema, "strict": True},
+            "json_schema": {"name": schema_name or DEFAULT_SCHEMA_NAME, "schema": json_schema, "strict": True},
         }
     if params.thinking_budget is not None:
         body["thinking_token_budget"] = params.thinking_budget
@@ -224,6 +233,25 @@ class _Failure:
     status: int | None = None
 
 
+def _encode_images(requests: list[ChatRequest] | list[ScoreRequest]) -> dict[str, str]:
+    """Every distinct image of the batch as a data URL, each encoded once (the pipeline sends all
+    dimensions of an image together; an edit judge sends several images per request)."""
+    image_urls: dict[str, str] = {}
+    for request in requests:
+        for part in request.user:
+            if isinstance(part, ImagePart) and part.sha256 not in image_urls:
+                image_urls[part.sha256] = png_data_url(part.image)
+    return image_urls
+
+
+def _failure_text(outcome: _Failure) -> tuple[str, bool]:
+    """``(message, retryable)`` for a request that failed for good: a prompt longer than the
+    server's context fails the same way on every rerun."""
+    too_long = outcome.status == 400 and CONTEXT_TOO_LONG.search(outcome.message) is not None
+    prefix = "the prompt does not fit the judge's context on the server: " if too_long else ""
+    return prefix + outcome.message, not too_long
+
+
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code, even when this thread already runs an event
     loop (a notebook, the FastAPI service): then it runs on a private loop in a helper thread."""
@@ -264,6 +292,7 @@ class OpenAIEngine(Engine):
         revision: str | None = None,
         backoff_base: float = 1.0,
         min_new_tokens: int | None = None,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -278,6 +307,7 @@ class OpenAIEngine(Engine):
         self.backoff_base = backoff_base
         # Not part of any protocol: lets tests keep a random model from ending inside its thinking.
         self.min_new_tokens = min_new_tokens
+        self.top_logprobs = top_logprobs  # how many first tokens a scoring request asks the server to list
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # Enough requests per batch to keep every concurrent slot busy most of the time.
         self.preferred_batch_size = max(8, concurrency * 4)
@@ -296,30 +326,22 @@ class OpenAIEngine(Engine):
         if not requests:
             return []
         started = time.perf_counter()
-        # Encode each distinct image once: the pipeline sends all dimensions of an image together.
-        image_urls: dict[str, str] = {}
-        bodies = []
-        for request in requests:
-            image = request.image
-            if image is not None and image.sha256 not in image_urls:
-                image_urls[image.sha256] = png_data_url(image.image)
-            bodies.append(
-                {
-                    "model": self.model_id,
-                    "messages": build_messages(request, image_urls),
-                    **sampling_fields(params, request.json_schema, self.min_new_tokens),
-                }
-            )
+        image_urls = _encode_images(requests)
+        bodies = [
+            {
+                "model": self.model_id,
+                "messages": build_messages(request, image_urls),
+                **sampling_fields(params, request.json_schema, self.min_new_tokens, request.schema_name),
+            }
+            for request in requests
+        ]
         outcomes = _run_sync(self._send_all(bodies))
         seconds = time.perf_counter() - started
         results: list[Generation] = []
         for request, outcome in zip(requests, outcomes):
             if isinstance(outcome, _Failure):
-                # A prompt longer than the server's context fails the same way on every rerun.
-                too_long = outcome.status == 400 and CONTEXT_TOO_LONG.search(outcome.message) is not None
-                message = ("the prompt does not fit the judge's context on the server: " if too_long else "") \
-                    + outcome.message
-                results.append(error_generation(request.request_id, message, seconds, retryable=not too_long))
+                message, retryable = _failure_text(outcome)
+                results.append(error_generation(request.request_id, message, seconds, retryable=retryable))
             else:
                 try:
                     results.append(generation_from_response(request.request_id, outcome, seconds))
@@ -327,12 +349,29 @@ class OpenAIEngine(Engine):
                     results.append(error_generation(
                         request.request_id, f"could not read the response: {type(exc).__name__}: {exc}", seconds
                     ))
+        self._stop_on_configuration_error(outcomes)
+        return results
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """Chat, and scoring of one-token candidates where the server returns logprobs (continuations
+        need prompt log-probabilities, which chat completions do not return)."""
+        return EngineCapabilities(kinds=frozenset({"chat", "score"}), max_images_per_request=None)
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scores]:
+        """Candidates' log-probabilities from one-token chat completions with ``logprobs``
+        (see :mod:`pixeljury.engines.openai_scoring`)."""
+        from pixeljury.engines.openai_scoring import score_requests
+
+        return score_requests(self, requests)
+
+    def _stop_on_configuration_error(self, outcomes: list[Any]) -> None:
+        """When every request was refused with 401/403/404, the key, URL or model name is wrong."""
         failures = [o for o in outcomes if isinstance(o, _Failure)]
-        if len(failures) == len(outcomes) and all(f.status in CONFIG_ERROR_STATUSES for f in failures):
+        if failures and len(failures) == len(outcomes) and all(f.status in CONFIG_ERROR_STATUSES for f in failures):
             raise EngineError(
                 f"every request to {redact_url(self.url)} was refused: {failures[0].message}", retryable=False
             )
-        return results
 
     async def _send_all(self, bodies: list[dict[str, Any]]) -> list[Any]:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)

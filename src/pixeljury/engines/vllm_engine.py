@@ -19,11 +19,14 @@ from pixeljury.engines.base import (
     ChatRequest,
     chat_messages,
     Engine,
+    EngineCapabilities,
     EngineError,
     EngineUnavailable,
     Generation,
     GenerationParams,
     ImagePart,
+    ScoreRequest,
+    Scores,
 )
 from pixeljury.engines.checkpoints import judge_identity, local_model_dir
 from pixeljury.engines.guards import SpecialTokenGuard
@@ -105,8 +108,15 @@ class VLLMEngine(Engine):
         max_pixels: int | None = None,
         enforce_eager: bool = False,
         min_new_tokens: int | None = None,
+        max_images_per_request: int = 1,
+        reasoning_parser: str | None = "qwen3",
         **llm_kwargs: Any,
     ) -> None:
+        """``max_images_per_request``: vLLM's ``limit_mm_per_prompt`` for images (1 for the judges;
+        UnifiedReward-Edit needs 3). ``reasoning_parser``: how vLLM splits thinking off, which decides
+        where a JSON grammar or thinking budget starts (None: no parser)."""
+        if max_images_per_request < 1:
+            raise ValueError("max_images_per_request must be at least 1")
         try:
             import vllm
         except ImportError as exc:
@@ -125,12 +135,13 @@ class VLLMEngine(Engine):
             "gpu_memory_utilization": gpu_memory_utilization,
             "enforce_eager": enforce_eager,
             "enable_prefix_caching": True,
-            # One image per request and no video: vLLM sizes its encoder cache and profiling run
-            # from these limits, so the defaults would reserve memory the judge never uses.
-            "limit_mm_per_prompt": {"image": 1, "video": 0},
-            "reasoning_parser": "qwen3",
+            # As many images as a request of the evaluator holds, and no video: vLLM sizes its encoder
+            # cache and profiling run from these limits, so its defaults would reserve memory never used.
+            "limit_mm_per_prompt": {"image": max_images_per_request, "video": 0},
             "structured_outputs_config": dict(DEFAULT_STRUCTURED_OUTPUTS_CONFIG),
         }
+        if reasoning_parser is not None:
+            settings["reasoning_parser"] = reasoning_parser
         if max_num_seqs is not None:
             settings["max_num_seqs"] = max_num_seqs
         if max_pixels is not None:
@@ -159,6 +170,48 @@ class VLLMEngine(Engine):
             "min_new_tokens": self.min_new_tokens,
         }
 
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        limit = (self._settings.get("limit_mm_per_prompt") or {}).get("image")
+        return EngineCapabilities(kinds=frozenset({"chat", "score"}), max_images_per_request=limit)
+
+    def tokenizer(self) -> Any:
+        if self._llm is None:
+            raise EngineError("the vLLM engine was closed", retryable=False)
+        return self._llm.get_tokenizer()
+
+    def refusal_reason(self, request: ChatRequest | ScoreRequest, params: GenerationParams | None = None) -> str | None:
+        """Why a request is not sent (None: it is): special tokens in its text, more images than the
+        engine was started for, or (constrained or thinking-budgeted) another reasoning split than the
+        engine's parser. The same request fails the same way on every rerun."""
+        if self._special_tokens is None:
+            self._special_tokens = SpecialTokenGuard(self.tokenizer(), self.name)
+        reason = self._special_tokens.refusal_reason(request)
+        if reason is not None:
+            return reason
+        limit = self.capabilities.max_images_per_request
+        images = sum(isinstance(p, ImagePart) for p in request.user)
+        if limit is not None and images > limit:
+            return (f"not sent: the request holds {images} images and the vLLM engine was started for at most "
+                    f"{limit} per request (max_images_per_request)")
+        parser = self._settings.get("reasoning_parser")
+        wants_split = params is not None and (params.json_schema_constrained or params.thinking_budget is not None)
+        if wants_split and isinstance(request, ChatRequest) and request.reasoning not in (None, parser):
+            return (f"not sent: the request splits thinking off as {request.reasoning!r}, the vLLM engine was "
+                    f"started with reasoning parser {parser!r}, and constrained output and thinking budgets "
+                    "start where that parser finds the end of thinking")
+        return None
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scores]:
+        """Log-probabilities without generating (see :mod:`pixeljury.engines.vllm_scoring`)."""
+        if not requests:
+            return []
+        if self._llm is None:
+            raise EngineError("the vLLM engine was closed", retryable=False)
+        from pixeljury.engines.vllm_scoring import score_requests
+
+        return score_requests(self, requests)
+
     def _sampling_params(self, params: GenerationParams, request: ChatRequest) -> Any:
         kwargs = sampling_kwargs(params, request.json_schema, self.min_new_tokens)
         if "structured_outputs" in kwargs:
@@ -183,9 +236,11 @@ class VLLMEngine(Engine):
             return []
         if self._llm is None:
             raise EngineError("the vLLM engine was closed", retryable=False)
-        if self._special_tokens is None:
-            self._special_tokens = SpecialTokenGuard(self._llm.get_tokenizer(), self.name)
-        results: list[Generation | None] = [self._special_tokens.refusal(r) for r in requests]
+        results: list[Generation | None] = []
+        for request in requests:
+            reason = self.refusal_reason(request, params)
+            results.append(None if reason is None else Generation(
+                request_id=request.request_id, text="", finish_reason="error", retryable=False, error=reason))
         sent = [i for i, g in enumerate(results) if g is None]
         for i, generation in zip(sent, self._generate_sent([requests[i] for i in sent], params)):
             results[i] = generation

@@ -78,6 +78,9 @@ def build_request(
         request_id=request_id,
         system=rubric.system_prompt,
         user=[TextPart(before), ImagePart(image=image, sha256=image_sha256), TextPart(after)],
+        # The official judges are Qwen3 thinking models; the schema name is what servers record.
+        schema_name="qjudger_answer",
+        reasoning="qwen3",
     )
 
 

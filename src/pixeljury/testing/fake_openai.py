@@ -31,6 +31,9 @@ class Reply:
     delay: float = 0.0  # seconds to wait before answering (timeouts, concurrency)
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    # Log-probabilities of the first answer token, most likely first: sent as the choice's
+    # ``logprobs.content[0]`` (OpenAI's shape) when the request asks for logprobs. None: no logprobs.
+    top_logprobs: dict[str, float] | None = None
 
 
 def free_port() -> int:
@@ -99,11 +102,19 @@ class FakeOpenAIServer:
             message: dict[str, Any] = {"role": "assistant", "content": reply.content}
             if reply.reasoning is not None:
                 message[reply.reasoning_field] = reply.reasoning
+            choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+            if body.get("logprobs") and reply.top_logprobs is not None:
+                listed = list(reply.top_logprobs.items())[: int(body.get("top_logprobs") or 0) or 1]
+                token, logprob = listed[0]
+                choice["logprobs"] = {"content": [{
+                    "token": token, "logprob": logprob,
+                    "top_logprobs": [{"token": t, "logprob": lp} for t, lp in listed],
+                }]}
             return JSONResponse({
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "model": body.get("model"),
-                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                           "total_tokens": reply.prompt_tokens + reply.completion_tokens},
             }, headers=reply.headers)

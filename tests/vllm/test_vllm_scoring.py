@@ -1,0 +1,90 @@
+"""The in-process vLLM engine with several images per request, and its log-probability scoring, which must
+equal the transformers engine's on the same tiny model (float32 on CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from judge_fixtures import DTYPE, MAX_MODEL_LEN, noise_image
+from pixeljury.engines.base import GenerationParams, ImagePart, ScoreRequest, TextPart
+from pixeljury.engines.vllm_engine import VLLMEngine
+from pixeljury.metrics.unifiedreward_edit import DEFAULT_PARAMS, _request
+from pixeljury.metrics.unifiedreward_edit_prompts import QUALITY_PROMPT, instruction_following_prompt, pairwise_rank_prompt
+
+# vLLM's CPU kernels and transformers' eager attention add up float32 rounding differently.
+TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Iterator[VLLMEngine]:
+    with VLLMEngine(str(tiny_model_dir), dtype=DTYPE, enforce_eager=True, max_model_len=MAX_MODEL_LEN,
+                    max_images_per_request=3) as vllm_engine:
+        yield vllm_engine
+
+
+def _score_requests() -> list[ScoreRequest]:
+    def parts(seed: int, n: int, question: str) -> list:
+        return [*(ImagePart(noise_image(seed + k, 64), f"noise-{seed + k}") for k in range(n)), TextPart(question)]
+
+    return [
+        ScoreRequest("yes-no", "Answer Yes or No.", parts(1, 1, "Is there a bicycle?"), candidates=["Yes", "No"]),
+        ScoreRequest("abc", "", parts(2, 2, "Which edit is better: A, B or C?"), candidates=["A", "B", "C"]),
+        ScoreRequest("continuation", "Describe it.", parts(4, 3, "What changed?"), continuation="The sky is red."),
+        ScoreRequest("thinking", "", parts(7, 1, "Is it a cat?"), candidates=["Yes", "No"], enable_thinking=True),
+    ]
+
+
+def test_capabilities_follow_the_constructor(engine: VLLMEngine) -> None:
+    assert engine.capabilities.kinds == frozenset({"chat", "score"})
+    assert engine.capabilities.max_images_per_request == 3
+    settings = engine.describe()["settings"]
+    assert settings["limit_mm_per_prompt"] == {"image": 3, "video": 0}
+    assert settings["reasoning_parser"] == "qwen3"
+
+
+def test_unifiedreward_edit_requests_with_two_and_three_images_run(engine: VLLMEngine) -> None:
+    source, edit_1, edit_2 = noise_image(10, 64), noise_image(11, 64), noise_image(12, 64)
+    requests = [
+        _request("0/instruction", [source, edit_1], instruction_following_prompt("make the sky red")),
+        _request("0/quality", [edit_1], QUALITY_PROMPT),
+        _request("1", [source, edit_1, edit_2], pairwise_rank_prompt("make the sky red")),
+        _request("too-many", [source, edit_1, edit_2, source], pairwise_rank_prompt("make the sky red")),
+    ]
+    params = GenerationParams(**{**DEFAULT_PARAMS.as_dict(), "max_new_tokens": 8})
+    generations = engine.generate(requests, params)
+
+    assert [g.request_id for g in generations] == [r.request_id for r in requests]
+    for generation in generations[:3]:
+        assert generation.error is None and generation.completion_tokens == 8
+    # More images mean a longer prompt: each image's tokens are in it.
+    assert generations[2].prompt_tokens > generations[0].prompt_tokens > generations[1].prompt_tokens
+    assert generations[3].retryable is False and "holds 4 images" in generations[3].error
+
+
+def test_scores_equal_the_transformers_engines(engine: VLLMEngine, tiny_model_dir: Path) -> None:
+    from pixeljury.engines.hf import TransformersEngine
+
+    requests = _score_requests()
+    from_vllm = engine.score(requests)
+    reference = TransformersEngine(str(tiny_model_dir), dtype="float32", device="cpu").score(requests)
+
+    for got, expected in zip(from_vllm, reference):
+        assert got.error is None and expected.error is None, (got.error, expected.error)
+        assert got.request_id == expected.request_id
+        assert got.prompt_tokens == expected.prompt_tokens
+        assert got.tokens == expected.tokens
+        if expected.logprobs is not None:
+            assert got.logprobs == pytest.approx(expected.logprobs, abs=TOLERANCE)
+        else:
+            assert got.logprob == pytest.approx(expected.logprob, abs=TOLERANCE * len(expected.tokens))
+
+
+def test_unscorable_requests_fail_alone(engine: VLLMEngine) -> None:
+    good, *_ = _score_requests()
+    control = ScoreRequest("control", "", [TextPart("Is it <|im_end|>?")], candidates=["Yes", "No"])
+    results = engine.score([control, good])
+    assert results[0].retryable is False and "<|im_end|>" in results[0].error
+    assert results[1].error is None and set(results[1].logprobs) == {"Yes", "No"}
