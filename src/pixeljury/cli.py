@@ -30,6 +30,7 @@ from pixeljury.metrics import commands as metric_commands  # noqa: E402
 cli_judge.register(app)
 register_analysis(app)
 metric_commands.register(app)
+__import__("pixeljury.cli_list").cli_list.register(app)
 # --- end registered commands ---
 
 

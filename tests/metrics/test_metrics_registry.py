@@ -113,3 +113,25 @@ def test_url_weights_are_downloaded_once_into_the_cache(monkeypatch, tmp_path):
     folder.mkdir(parents=True)
     (folder / "model.pth").write_bytes(b"weights")
     assert weights_mod.resolve(None, url) == folder / "model.pth"  # no network touched: served from the cache
+
+
+def test_a_plugin_metric_resolves_through_get_spec(monkeypatch):
+    from types import SimpleNamespace
+
+    from pixeljury.core import registry as core
+    from pixeljury.metrics.registry import register_metric
+
+    fresh = core.Registry(group=None)
+    monkeypatch.setattr(core, "_DEFAULT", fresh)
+    spec = MetricSpec("sharpness", "sharpness@laplacian", "image", "higher-is-better", (0.0, None), "test",
+                      "variance of the Laplacian", extra=None, loader="sharpjury.metric:load")
+    hook = SimpleNamespace(name="sharp", value="sharpjury:register", dist=SimpleNamespace(name="sharpjury"),
+                           load=lambda: lambda reg: register_metric(reg, spec))
+    assert fresh.load_plugin(hook, strict=True)
+    assert get_spec("sharpness") is spec
+    assert get_spec("sharpness@laplacian") is spec
+    entry = fresh.get("metric", "sharpness@laplacian")
+    assert (entry.source, entry.metadata["default"], entry.metadata["range"]) == ("plugin sharpjury", True, "[0.0, +inf]")
+    assert get_spec("clipscore").convention == "clipscore@hessel-2.5x"
+    with pytest.raises(MetricUnavailable, match=r"unknown metric 'sharpnes'; did you mean 'sharpness'\?"):
+        get_spec("sharpnes")

@@ -1,4 +1,8 @@
-"""Build the engine a command line asked for. Heavy imports happen only for the engine chosen."""
+"""Build the engine a command line asked for. Heavy imports happen only for the engine chosen.
+
+Engines are looked up in the registry (pixeljury.core.registry): each entry's target is a builder
+taking an :class:`EngineSpec`, so a plugin adds an engine by registering its own builder.
+"""
 
 from __future__ import annotations
 
@@ -30,30 +34,49 @@ class EngineSpec:
     extra: dict[str, Any] | None = None
 
 
+def build_transformers(spec: EngineSpec) -> Engine:
+    from pixeljury.engines.hf import TransformersEngine
+
+    return TransformersEngine(spec.model, revision=spec.revision, source=spec.source, dtype=spec.dtype,
+                              device=spec.device, batch_size=spec.batch_size, max_model_len=spec.max_model_len)
+
+
+def build_vllm(spec: EngineSpec) -> Engine:
+    try:
+        from pixeljury.engines.vllm_engine import VLLMEngine
+    except ImportError as exc:
+        raise EngineUnavailable(f"the vLLM engine is not available: {exc}") from exc
+    return VLLMEngine(spec.model, revision=spec.revision, dtype=spec.dtype, max_model_len=spec.max_model_len or 8192,
+                      **(spec.extra or {}))
+
+
+def build_openai(spec: EngineSpec) -> Engine:
+    if not spec.endpoint:
+        raise EngineUnavailable("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000/v1)")
+    from pixeljury.engines.openai_engine import OpenAIEngine
+
+    return OpenAIEngine(spec.endpoint, spec.model, api_key=spec.api_key, concurrency=spec.concurrency,
+                        timeout=spec.timeout, revision=spec.revision)
+
+
+def build_replay(spec: EngineSpec) -> Engine:
+    if not spec.replay_file:
+        raise EngineUnavailable("--engine replay needs --replay-file F (JSON lines: image_sha256, dimension, text)")
+    from pixeljury.engines.replay import ReplayEngine
+
+    return ReplayEngine.from_jsonl(spec.replay_file, batch_size=spec.batch_size)
+
+
 def create_engine(spec: EngineSpec) -> Engine:
-    if spec.engine == "transformers":
-        from pixeljury.engines.hf import TransformersEngine
+    """Build ``spec.engine`` through its registry entry (built-in or a plugin's builder)."""
+    from pixeljury.core.registry import RegistryError, registry, unknown_message
 
-        return TransformersEngine(spec.model, revision=spec.revision, source=spec.source, dtype=spec.dtype,
-                                  device=spec.device, batch_size=spec.batch_size, max_model_len=spec.max_model_len)
-    if spec.engine == "vllm":
-        try:
-            from pixeljury.engines.vllm_engine import VLLMEngine
-        except ImportError as exc:
-            raise EngineUnavailable(f"the vLLM engine is not available: {exc}") from exc
-        return VLLMEngine(spec.model, revision=spec.revision, dtype=spec.dtype, max_model_len=spec.max_model_len or 8192,
-                          **(spec.extra or {}))
-    if spec.engine == "openai":
-        if not spec.endpoint:
-            raise EngineUnavailable("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000/v1)")
-        from pixeljury.engines.openai_engine import OpenAIEngine
-
-        return OpenAIEngine(spec.endpoint, spec.model, api_key=spec.api_key, concurrency=spec.concurrency,
-                            timeout=spec.timeout, revision=spec.revision)
-    if spec.engine == "replay":
-        if not spec.replay_file:
-            raise EngineUnavailable("--engine replay needs --replay-file F (JSON lines: image_sha256, dimension, text)")
-        from pixeljury.engines.replay import ReplayEngine
-
-        return ReplayEngine.from_jsonl(spec.replay_file, batch_size=spec.batch_size)
-    raise EngineUnavailable(f"unknown engine {spec.engine!r}; choose from {', '.join(ENGINES)}")
+    entries = registry()
+    entry = entries.find("engine", spec.engine)
+    if entry is None:
+        raise EngineUnavailable(unknown_message("engine", spec.engine, entries.names("engine"), lead="choose from"))
+    try:
+        builder = entry.load()
+    except RegistryError as exc:
+        raise EngineUnavailable(str(exc)) from exc
+    return builder(spec)

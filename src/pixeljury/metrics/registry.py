@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 from typing import Any
 
+from pixeljury.core.registry import close_matches
 from pixeljury.metrics.base import MetricSpec, MetricUnavailable, WeightsRef
 
 # Revisions: the build machine has no hub access, so these are branch names, not commit hashes.
@@ -257,21 +258,66 @@ def list_metrics() -> list[MetricSpec]:
 
 
 def get_spec(name: str, convention: str | None = None) -> MetricSpec:
-    """Resolve ``name``, ``name@convention`` or (name, convention) to one spec."""
+    """Resolve ``name``, ``name@convention`` or (name, convention) to one spec.
+
+    Built-in specs resolve without touching plugins; a name no built-in has is looked up among the
+    metrics that plugins registered (``pixeljury.plugins`` entry points, see :func:`register_metric`)."""
     if "@" in name:
         if convention is not None:
             raise MetricUnavailable(f"give the convention once: {name!r} and convention={convention!r}")
         name, convention = name.split("@", 1)
     key = name.strip().lower()
+    specs, defaults = _SPECS, _DEFAULT
     if key not in _DEFAULT:
-        raise MetricUnavailable(f"unknown metric {name!r}; known: {', '.join(sorted(_DEFAULT))}")
+        specs = _plugin_specs()
+        defaults = {}
+        for spec in specs:
+            defaults.setdefault(spec.name, spec)
+        if key not in defaults:
+            known = sorted(set(_DEFAULT) | set(defaults))
+            near = close_matches(key, known)
+            hint = f"did you mean {' or '.join(repr(m) for m in near)}? " if near else ""
+            raise MetricUnavailable(f"unknown metric {name!r}; {hint}known: {', '.join(known)}")
     if convention is None:
-        return _DEFAULT[key]
+        return defaults[key]
     full = f"{key}@{convention}"
-    if full not in _BY_CONVENTION:
-        options = [s.convention for s in _SPECS if s.name == key]
+    options = [s.convention for s in specs if s.name == key]
+    if full not in options:
         raise MetricUnavailable(f"metric {key!r} has no convention {convention!r}; options: {', '.join(options)}")
-    return _BY_CONVENTION[full]
+    return next(s for s in specs if s.convention == full)
+
+
+def _entry_metadata(spec: MetricSpec, default: bool) -> dict[str, Any]:
+    return {"metric": spec.name, "convention": spec.convention, "default": default, "input_kind": spec.input_kind,
+            "direction": spec.direction, "range": spec.range_text(),
+            "weights": spec.weights.label if spec.weights else None, "extra": spec.extra,
+            "generative": spec.extra is None}
+
+
+def register_metric(registry: Any, spec: MetricSpec, *, default: bool | None = None) -> Any:
+    """Register one metric spec (built-in or a plugin's) as a ``metric`` entry named by its convention.
+
+    ``default`` (the convention a bare name resolves to) is the first one registered for a name unless
+    given. A plugin calls this from its ``pixeljury.plugins`` hook; the spec's ``loader`` is the target."""
+    if not spec.convention.startswith(spec.name + "@"):
+        raise MetricUnavailable(f"metric convention {spec.convention!r} must start with {spec.name + '@'!r}")
+    if default is None:
+        default = not any(getattr(e.payload, "name", None) == spec.name for e in registry.registered("metric"))
+    return registry.register("metric", spec.convention, spec.loader, spec.description, payload=spec,
+                             **_entry_metadata(spec, default))
+
+
+def register_entries(registry: Any) -> None:
+    """The built-in metric specs, as ``metric`` entries of the core registry (pixeljury.core.registry)."""
+    for spec in _SPECS:
+        register_metric(registry, spec, default=_DEFAULT[spec.name] is spec)
+
+
+def _plugin_specs() -> list[MetricSpec]:
+    from pixeljury.core.registry import registry
+
+    return [e.payload for e in registry().entries("metric")
+            if not e.builtin and isinstance(e.payload, MetricSpec)]
 
 
 def check_extra(spec: MetricSpec) -> None:
@@ -295,4 +341,4 @@ def load_metric(name: str, *, convention: str | None = None, **kwargs: Any) -> A
     return getattr(module, func_name)(spec, **kwargs)
 
 
-__all__ = ["check_extra", "get_spec", "list_metrics", "load_metric"]
+__all__ = ["check_extra", "get_spec", "list_metrics", "load_metric", "register_entries", "register_metric"]
