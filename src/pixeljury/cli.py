@@ -23,14 +23,14 @@ def version() -> None:
 
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
-from pixeljury import cli_judge  # noqa: E402
+from pixeljury import cli_judge, cli_list  # noqa: E402
 from pixeljury.analysis.commands import register as register_analysis  # noqa: E402
 from pixeljury.metrics import commands as metric_commands  # noqa: E402
 
 cli_judge.register(app)
 register_analysis(app)
 metric_commands.register(app)
-__import__("pixeljury.cli_list").cli_list.register(app)
+cli_list.register(app)
 # --- end registered commands ---
 
 
