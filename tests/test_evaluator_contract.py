@@ -1,0 +1,120 @@
+"""The evaluator contract (pixeljury.core.evaluator) with a two-stage test evaluator on the tiny judge:
+ask, then ask again using the first answer, the second time as log-probability scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixeljury.core.evaluator import (
+    Ask, Evaluator, EvaluatorIdentity, ImageRef, Reading, Sample, Verdict, VerdictMeans, evaluate,
+)
+from pixeljury.engines.base import ChatRequest, EngineError, GenerationParams, ImagePart, ScoreRequest, TextPart
+from pixeljury.engines.replay import ReplayEngine
+
+
+class NameThenCheck(Evaluator):
+    """Stage 1: the judge names an object in the image. Stage 2: P(Yes) that the image shows it."""
+
+    identity = EvaluatorIdentity("name-then-check", "1")
+    params = GenerationParams(max_new_tokens=6, enable_thinking=False)
+
+    def _parts(self, sample: Sample, text: str) -> list:
+        image = Image.open(sample.images[0].path).convert("RGB")
+        return [ImagePart(image, sample.images[0].sha256), TextPart(text)]
+
+    def plan(self, sample: Sample) -> list[Ask]:
+        request = ChatRequest(f"{sample.sample_id}:name", "Be brief.", self._parts(sample, "Name one object here."))
+        return [Ask("name", request)]
+
+    def read(self, sample: Sample, ask: Ask, answer) -> Reading:
+        if ask.name == "name":
+            thing = answer.text.strip() or "thing"
+            question = f"Does the image show this: {thing}? Answer Yes or No."
+            follow = ScoreRequest(f"{sample.sample_id}:check", "", self._parts(sample, question), candidates=["Yes", "No"])
+            return Reading([Verdict(sample.sample_id, "name", "scored", float(len(thing)), {"thing": thing})],
+                           [Ask("check", follow, {"thing": thing})])
+        yes, no = answer.logprobs["Yes"], answer.logprobs["No"]
+        p_yes = math.exp(yes) / (math.exp(yes) + math.exp(no))
+        return Reading([Verdict(sample.sample_id, "check", "scored", p_yes, {"thing": ask.context["thing"]})])
+
+    def accumulator(self) -> VerdictMeans:
+        return VerdictMeans()
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> list[Sample]:
+    folder = tmp_path_factory.mktemp("imgs")
+    out = []
+    for i in range(5):
+        path = folder / f"{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+        out.append(Sample(str(i), f"prompt {i}", (ImageRef(path, f"sha-{i}"),)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path):
+    pytest.importorskip("torch")
+    from pixeljury.engines.hf import TransformersEngine
+
+    return TransformersEngine(str(tiny_model_dir), batch_size=2, device="cpu")
+
+
+def test_two_stages_and_log_probabilities_through_the_driver(engine, samples) -> None:
+    result = evaluate(NameThenCheck(), samples, engine)
+    assert result.asked == 10 and result.reused == 0
+    by = {(v.sample_id, v.name): v for v in result.verdicts}
+    assert set(by) == {(s.sample_id, n) for s in samples for n in ("name", "check")}
+    for s in samples:  # the second stage was built from the first stage's answer, and scored by the engine
+        thing = by[(s.sample_id, "name")].detail["thing"]
+        assert by[(s.sample_id, "check")].detail["thing"] == thing
+        question = f"Does the image show this: {thing}? Answer Yes or No."
+        direct = engine.score([ScoreRequest("x", "", NameThenCheck()._parts(s, question), candidates=["Yes", "No"])])[0]
+        p_yes = math.exp(direct.logprobs["Yes"]) / (math.exp(direct.logprobs["Yes"]) + math.exp(direct.logprobs["No"]))
+        assert by[(s.sample_id, "check")].value == pytest.approx(p_yes, rel=1e-5)
+    checks = [by[(s.sample_id, "check")].value for s in samples]
+    assert result.aggregate["check"]["mean"] == math.fsum(checks) / len(checks)
+    assert result.aggregate["check"]["counts"] == {"scored": 5}
+
+
+def test_resume_reads_committed_answers_and_asks_nothing(engine, samples) -> None:
+    store: dict[str, object] = {}
+    first = evaluate(NameThenCheck(), samples[:3], engine, lookup=store.get, commit=store.__setitem__)
+    assert (first.asked, first.reused, len(store)) == (6, 0, 6)
+    again = evaluate(NameThenCheck(), samples, engine, lookup=store.get, commit=store.__setitem__)
+    assert (again.asked, again.reused) == (4, 6)  # only the two new samples' two stages ran
+    assert again.aggregate["name"]["counts"] == {"scored": 5}
+    assert [v.value for v in again.verdicts if v.sample_id in "012"] == [v.value for v in first.verdicts]
+
+
+def test_shard_states_merge_to_the_whole(engine, samples) -> None:
+    whole = evaluate(NameThenCheck(), samples, engine).aggregate
+    states = [json.loads(json.dumps(VerdictMeans().update_many(evaluate(NameThenCheck(), part, engine).verdicts).state()))
+              for part in (samples[3:], samples[:1], samples[1:3])]
+    merged = VerdictMeans.merged(states).compute()
+    assert merged == whole and merged["check"]["mean"].hex() == whole["check"]["mean"].hex()
+
+
+def test_an_engine_without_scoring_is_refused_before_the_follow_up_runs(samples) -> None:
+    replay = ReplayEngine.constant("cat")
+    with pytest.raises(EngineError, match="cannot serve 'score' requests"):
+        evaluate(NameThenCheck(), samples[:1], replay)
+    assert replay.calls == 1  # the first stage ran; the scoring stage was refused, not sent
+
+
+def test_engine_failures_become_error_verdicts_never_scores(samples) -> None:
+    def respond(req):
+        return None if req.request_id.startswith("1:") else "cat"
+    replay = ReplayEngine(respond)
+    first_stage_only = type("FirstStage", (NameThenCheck,), {"read": lambda self, s, a, ans: Reading(
+        [Verdict(s.sample_id, "name", "scored", 1.0)])})()
+    result = evaluate(first_stage_only, samples[:3], replay)
+    statuses = {v.sample_id: (v.status, v.value) for v in result.verdicts}
+    assert statuses == {"0": ("scored", 1.0), "1": ("error", None), "2": ("scored", 1.0)}
+    assert result.aggregate["name"] == {"mean": 1.0, "counts": {"error": 1, "scored": 2}}
