@@ -88,3 +88,27 @@ def test_unscorable_requests_fail_alone(engine: VLLMEngine) -> None:
     results = engine.score([control, good])
     assert results[0].retryable is False and "<|im_end|>" in results[0].error
     assert results[1].error is None and set(results[1].logprobs) == {"Yes", "No"}
+
+
+def test_the_two_stage_test_evaluator_runs_on_vllm(engine: VLLMEngine, tmp_path: Path) -> None:
+    """The evaluator of tests/test_evaluator_contract.py through the driver, with resume, on vLLM."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from two_stage_evaluator import NameThenCheck
+
+    from pixeljury.core.evaluator import ImageRef, Sample, evaluate
+
+    samples = []
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        noise_image(30 + i, 64).save(path)
+        samples.append(Sample(str(i), f"prompt {i}", (ImageRef(path, f"noise-{30 + i}"),)))
+    store: dict = {}
+    first = evaluate(NameThenCheck(), samples[:2], engine, lookup=store.get, commit=store.__setitem__)
+    assert (first.asked, first.reused) == (4, 0)
+    result = evaluate(NameThenCheck(), samples, engine, lookup=store.get, commit=store.__setitem__)
+    assert (result.asked, result.reused) == (2, 4)
+    checks = [v for v in result.verdicts if v.name == "check"]
+    assert len(checks) == 3 and all(v.status == "scored" and 0.0 < v.value < 1.0 for v in checks)
+    assert result.aggregate["check"]["counts"] == {"scored": 3}

@@ -4,8 +4,8 @@ An evaluator knows how to ask and how to read; it knows nothing of how a model r
 :class:`Sample` (prompt, images, metadata) it
 
 1. **plans** the requests the sample needs (:meth:`Evaluator.plan`: a list of :class:`Ask`);
-2. **reads** each answer (a :class:`~pixeljury.engines.base.Generation` for a chat request, a
-   :class:`~pixeljury.engines.base.Scores` for a log-probability request) into typed
+2. **reads** each answer (a :class:`~pixeljury.core.requests.Generation` for a chat request, a
+   :class:`~pixeljury.core.requests.Scores` for a log-probability request) into typed
    :class:`Verdict` objects (:meth:`Evaluator.read`);
 3. may **follow up**: reading an answer may return further asks built from it (multi-stage
    evaluators: DynEval writes its questions, then asks them);
@@ -27,12 +27,28 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Protocol, Union
 
 from pixeljury.core.accumulator import Accumulator, ExactMean
-from pixeljury.engines.base import ChatRequest, Engine, EngineError, Generation, GenerationParams, ScoreRequest, Scores
+from pixeljury.core.requests import (
+    ChatRequest, EngineCapabilities, EngineError, Generation, GenerationParams, ScoreRequest, Scores,
+)
 
 Answer = Union[Generation, Scores]
+
+
+class RequestEngine(Protocol):
+    """What the driver needs of an engine (every :class:`pixeljury.engines.base.Engine` is one)."""
+
+    name: str
+    preferred_batch_size: int
+
+    @property
+    def capabilities(self) -> EngineCapabilities: ...
+
+    def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]: ...
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scores]: ...
 VerdictStatus = Literal["scored", "parse_failure", "not_applicable", "error"]
 
 
@@ -184,7 +200,7 @@ class EvaluationResult:
 def evaluate(
     evaluator: Evaluator,
     samples: Iterable[Sample],
-    engine: Engine,
+    engine: RequestEngine,
     *,
     batch_size: int | None = None,
     lookup: Callable[[str], Answer | None] | None = None,
@@ -241,7 +257,7 @@ def evaluate(
     return EvaluationResult(verdicts, acc.compute(), asked, reused)
 
 
-def _check_capabilities(engine: Engine, asks: Iterable[Ask]) -> None:
+def _check_capabilities(engine: RequestEngine, asks: Iterable[Ask]) -> None:
     caps = engine.capabilities
     for ask in asks:
         if not caps.supports(ask.kind):
@@ -253,7 +269,7 @@ def _check_capabilities(engine: Engine, asks: Iterable[Ask]) -> None:
                               f"{caps.max_images_per_request} per request", retryable=False)
 
 
-def _run(engine: Engine, evaluator: Evaluator, asks: Sequence[Ask]) -> list[Answer]:
+def _run(engine: RequestEngine, evaluator: Evaluator, asks: Sequence[Ask]) -> list[Answer]:
     """One batch of one kind; a batch the engine raises on becomes one error answer per ask."""
     requests = [a.request for a in asks]
     try:
@@ -269,6 +285,6 @@ def _run(engine: Engine, evaluator: Evaluator, asks: Sequence[Ask]) -> list[Answ
 
 
 __all__ = [
-    "Answer", "Ask", "EvaluationResult", "Evaluator", "EvaluatorIdentity", "ImageRef", "Reading", "Sample",
+    "Answer", "Ask", "RequestEngine", "EvaluationResult", "Evaluator", "EvaluatorIdentity", "ImageRef", "Reading", "Sample",
     "Verdict", "VerdictMeans", "evaluate",
 ]

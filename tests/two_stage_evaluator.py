@@ -1,0 +1,41 @@
+"""A two-stage test evaluator: the judge names an object in the image, then the engine scores the
+probability that the image shows it (a log-probability request built from the first answer).
+Used by tests/test_evaluator_contract.py and tests/vllm/test_vllm_scoring.py."""
+
+from __future__ import annotations
+
+import math
+
+from PIL import Image
+
+from pixeljury.core.evaluator import Ask, Evaluator, EvaluatorIdentity, Reading, Sample, Verdict, VerdictMeans
+from pixeljury.engines.base import ChatRequest, GenerationParams, ImagePart, ScoreRequest, TextPart
+
+
+class NameThenCheck(Evaluator):
+    """Stage 1: the judge names an object in the image. Stage 2: P(Yes) that the image shows it."""
+
+    identity = EvaluatorIdentity("name-then-check", "1")
+    params = GenerationParams(max_new_tokens=6, enable_thinking=False)
+
+    def _parts(self, sample: Sample, text: str) -> list:
+        image = Image.open(sample.images[0].path).convert("RGB")
+        return [ImagePart(image, sample.images[0].sha256), TextPart(text)]
+
+    def plan(self, sample: Sample) -> list[Ask]:
+        request = ChatRequest(f"{sample.sample_id}:name", "Be brief.", self._parts(sample, "Name one object here."))
+        return [Ask("name", request)]
+
+    def read(self, sample: Sample, ask: Ask, answer) -> Reading:
+        if ask.name == "name":
+            thing = answer.text.strip() or "thing"
+            question = f"Does the image show this: {thing}? Answer Yes or No."
+            follow = ScoreRequest(f"{sample.sample_id}:check", "", self._parts(sample, question), candidates=["Yes", "No"])
+            return Reading([Verdict(sample.sample_id, "name", "scored", float(len(thing)), {"thing": thing})],
+                           [Ask("check", follow, {"thing": thing})])
+        yes, no = answer.logprobs["Yes"], answer.logprobs["No"]
+        p_yes = math.exp(yes) / (math.exp(yes) + math.exp(no))
+        return Reading([Verdict(sample.sample_id, "check", "scored", p_yes, {"thing": ask.context["thing"]})])
+
+    def accumulator(self) -> VerdictMeans:
+        return VerdictMeans()
