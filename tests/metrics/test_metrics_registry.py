@@ -17,7 +17,8 @@ def test_import_pixeljury_and_registry_do_not_import_torch():
     code = (
         "import sys, pixeljury\n"
         "specs = pixeljury.list_metrics()\n"
-        "from pixeljury.metrics import registry, run, weights, commands\n"
+        "from pixeljury.metrics import registry, run, weights\n"
+        "from pixeljury.cli import metrics\n"
         "assert len(specs) > 5\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"
     )

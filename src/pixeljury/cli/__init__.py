@@ -23,14 +23,12 @@ def version() -> None:
 
 # Command groups defined in their own modules register themselves here (one line each).
 # --- registered commands ---
-from pixeljury import cli_judge, cli_list  # noqa: E402
-from pixeljury.analysis.commands import register as register_analysis  # noqa: E402
-from pixeljury.metrics import commands as metric_commands  # noqa: E402
+from pixeljury.cli import analysis, judge, listing, metrics  # noqa: E402
 
-cli_judge.register(app)
-register_analysis(app)
-metric_commands.register(app)
-cli_list.register(app)
+judge.register(app)
+analysis.register(app)
+metrics.register(app)
+listing.register(app)
 # --- end registered commands ---
 
 
