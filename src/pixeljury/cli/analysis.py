@@ -34,6 +34,17 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _load_runs(runs: list[Path]) -> list:
+    """The run directories, read; a directory that cannot be read ends the command with its message."""
+    from pixeljury.analysis.rundir import RunDirError, load_run
+
+    try:
+        return [load_run(r) for r in runs]
+    except RunDirError as exc:
+        _fail(str(exc))
+        raise  # _fail exits; never reached
+
+
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -186,13 +197,8 @@ def leaderboard(
 ) -> None:
     """Rank the models of one or more runs: total with CI, L1 means, scored counts, failure and N/A rates."""
     from pixeljury.analysis import leaderboard as lb
-    from pixeljury.analysis.rundir import RunDirError, load_run
 
-    try:
-        loaded = [load_run(r) for r in runs]
-    except RunDirError as exc:
-        _fail(str(exc))
-        return
+    loaded = _load_runs(runs)
     entries = lb.build(loaded, n_boot=bootstrap, seed=seed)
     dims = lb.dimensions(entries)
     table = RichTable(title="Leaderboard")
@@ -221,14 +227,9 @@ def report(
     title: Annotated[str, typer.Option(help="Title of the report.")] = "pixeljury report",
 ) -> None:
     """Write one self-contained HTML report: leaderboard, radar, heatmaps, failure rates, gallery, provenance."""
-    from pixeljury.analysis.rundir import RunDirError, load_run
     from pixeljury.report.html import ReportOptions, write_report
 
-    try:
-        loaded = [load_run(r) for r in runs]
-    except RunDirError as exc:
-        _fail(str(exc))
-        return
+    loaded = _load_runs(runs)
     options = ReportOptions(title=title, thumb_size=thumb_size, max_images_per_model=max_images, n_boot=bootstrap, seed=seed)
     written: list[str] = []
     _write_whole(out, lambda tmp: written.append(write_report(loaded, tmp, options)))
