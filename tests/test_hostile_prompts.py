@@ -4,7 +4,6 @@ the processor or the model fails on: only the guilty request fails, its neighbou
 from __future__ import annotations
 
 import csv
-import io
 import json
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from rich.console import Console
 
 import pixeljury
 from pixeljury.engines.base import ChatRequest, GenerationParams, ImagePart, TextPart
@@ -78,16 +76,17 @@ def test_the_dry_run_refuses_the_same_rows_and_says_which(tmp_path):
     from pixeljury.runs.judge import JudgeConfig
 
     inp = _rows(tmp_path, ["a red bicycle", INJECTION, IMAGE_PAD])
-    said = io.StringIO()
+    from pixeljury.runs.events import Collect, RowNote
+
+    said = Collect()
     config = JudgeConfig(input=inp, out=tmp_path / "dry", rubric_file=CHECKLIST_FIXTURE, dimensions=["Quality"])
-    written, skipped = dry_run(config, None, None, tmp_path / "dry" / "requests.jsonl",
-                               console=Console(file=said, width=400))
+    written, skipped = dry_run(config, None, None, tmp_path / "dry" / "requests.jsonl", on_event=said)
     assert (written, skipped) == (1, 2)
     lines = [json.loads(line) for line in (tmp_path / "dry" / "requests.jsonl").read_text().splitlines()]
     assert [line["row"] for line in lines] == [0]
-    text = said.getvalue()
-    assert "row 1: skipped: prompt contains <|im_end|>, <|im_start|>: special token(s)" in text
-    assert "row 2: skipped: prompt contains <|image_pad|>: special token(s)" in text
+    notes = {(n.row, n.kind): n.message for n in said.of(RowNote)}
+    assert notes[(1, "skipped")].startswith("prompt contains <|im_end|>, <|im_start|>: special token(s)")
+    assert notes[(2, "skipped")].startswith("prompt contains <|image_pad|>: special token(s)")
 
 
 # --- the transformers engine --------------------------------------------------------------------

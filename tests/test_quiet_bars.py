@@ -32,7 +32,7 @@ def test_quiet_judge_prints_no_weight_loading_bars(tmp_path, tiny_model_dir):
 def test_library_bars_come_back_after_a_quiet_run():
     from huggingface_hub import utils as hub
 
-    from pixeljury.runs.progress import library_bars_off
+    from pixeljury.runs.quiet import library_bars_off
 
     hub.enable_progress_bars()
     with library_bars_off(True):

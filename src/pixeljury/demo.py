@@ -139,17 +139,17 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def run_demo(out: Path, *, model: str | None = None, rubric_file: Path | None = None,
-             max_new_tokens: int | None = None, quiet: bool = False, console: Any = None) -> DemoRun:
+             max_new_tokens: int | None = None, quiet: bool = False, on_event: Any = None) -> DemoRun:
     """Draw the demo images into ``out/inputs``, judge them into ``out/run`` (with ``model``, or a tiny
     random judge built in ``out/tiny-judge``), and write ``out/run/report.html``. Reruns resume."""
-    from rich.console import Console
-
     from pixeljury.analysis.rundir import load_run
     from pixeljury.engines.factory import EngineSpec, create_engine
     from pixeljury.report.html import ReportOptions, write_report
     from pixeljury.runs.judge import JudgeConfig, run_judge
 
-    console = console or Console(stderr=True, quiet=quiet)
+    from pixeljury.runs.events import Notice, ignore
+
+    emit = on_event or ignore
     out = Path(out)
     inputs = make_demo_inputs(out / "inputs")
     tiny = model is None
@@ -158,7 +158,7 @@ def run_demo(out: Path, *, model: str | None = None, rubric_file: Path | None = 
 
         model_dir = out / "tiny-judge"
         if not (model_dir / "config.json").exists():
-            console.print(f"building a tiny random Qwen3-VL judge in {model_dir} (no real judge given) ...")
+            emit(Notice(f"building a tiny random Qwen3-VL judge in {model_dir} (no real judge given) ..."))
             build_tiny_qwen3vl(model_dir, num_layers=TINY_LAYERS)
         model = str(model_dir)
     batch_size = TINY_BATCH_SIZE if tiny else 4
@@ -168,7 +168,7 @@ def run_demo(out: Path, *, model: str | None = None, rubric_file: Path | None = 
     )
     spec = EngineSpec(engine="transformers", model=model, batch_size=batch_size)
     with one_torch_thread() if tiny else contextlib.nullcontext():
-        summary = run_judge(config, lambda: create_engine(spec), console=console)
+        summary = run_judge(config, lambda: create_engine(spec), on_event=emit)
     report = summary.run_dir / "report.html"
     options = ReportOptions(title=NOISE_TITLE) if tiny else ReportOptions(title="pixeljury demo")
     write_report([load_run(summary.run_dir)], report, options)

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from pixeljury.cli.render import ConsoleRenderer
 from pixeljury.rubric.taxonomy import L1_NAMES
 
 err = Console(stderr=True)
@@ -108,12 +109,13 @@ def judge(
         export_formats=tuple(f.strip() for f in export.split(",") if f.strip()),
     )
     console = Console(stderr=True, quiet=quiet)
+    render = ConsoleRenderer(console)
     try:
         if dry_run:
             from pixeljury.runs.dryrun import dry_run as do_dry_run
 
             dest = out / "requests.jsonl"
-            written, skipped = do_dry_run(config, model, revision, dest, console, save_images=save_images)
+            written, skipped = do_dry_run(config, model, revision, dest, on_event=render, save_images=save_images)
             typer.echo(f"{written} requests written to {dest} ({skipped} rows skipped); no model was run")
             if save_images is not None:
                 typer.echo(f"images as the judge would see them: {save_images}/")
@@ -123,7 +125,7 @@ def judge(
                           api_key=api_key, max_model_len=max_model_len, replay_file=None if replay_file is None else str(replay_file))
         with _stop_signals() as stopped_by:
             try:
-                summary = run_judge(config, lambda: create_engine(spec), console=console)
+                summary = run_judge(config, lambda: create_engine(spec), on_event=render)
             except KeyboardInterrupt:
                 _interrupted(out, stopped_by[0] if stopped_by else signal.SIGINT)
     except CannotWrite as exc:
@@ -254,7 +256,7 @@ def demo(
 
     console = Console(stderr=True, quiet=quiet)
     result = run_demo(out, model=model, rubric_file=rubric_file, max_new_tokens=max_new_tokens, quiet=quiet,
-                      console=console)
+                      on_event=ConsoleRenderer(console))
     _print_summary(result.summary, console)
     for line in result.lines():
         typer.echo(line)

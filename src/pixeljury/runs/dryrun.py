@@ -5,25 +5,22 @@ requests name their texts by id): see :mod:`pixeljury.runs.requests_file`, whose
 gives each request back with its texts inline. Rows are planned and written as they come (nothing
 holds all rows' plans), images are decoded by a few threads ahead of the row being written, and each
 distinct image is decoded once for its size, so a large input runs in memory that does not grow with
-its rows' texts. Progress is shown on stderr (rows done / total), as in a real run; ``--quiet`` hides it.
+its rows' texts. Progress (rows done / total) and skipped rows are told as events (:mod:`pixeljury.runs.events`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
 from pixeljury.data.images import ImageLoadError, load_for_judge
 from pixeljury.engines.base import ImagePart, TextPart
 from pixeljury.protocols import qjudger
 from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path
+from pixeljury.runs.events import Advanced, EventSink, RowNote, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.exports import slug
 from pixeljury.runs.faults import cannot_write, fault_point
 from pixeljury.runs.judge import JudgeConfig, load_inputs, planner, report_row, warn_parity
@@ -49,42 +46,22 @@ class _Sized:
 
 
 class _Progress:
-    """Rows done / total on stderr, with requests written and rows per second; nothing when quiet."""
+    """Rows done / total as events (the CLI draws the bar; a quiet caller hears nothing)."""
 
-    def __init__(self, total: int, console: Console, quiet: bool):
-        self._progress: Progress | None = None
-        self._done = self._shown = self._requests = 0
-        self._last = 0.0
-        self._started = time.perf_counter()
-        if not quiet:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False)
-            self._task = self._progress.add_task("dry run: rows", total=total, info="")
+    LABEL = "dry run: rows"
+
+    def __init__(self, total: int, emit: EventSink):
+        self.emit, self.total = emit, total
 
     def __enter__(self) -> "_Progress":
-        if self._progress:
-            self._progress.start()
+        self.emit(WorkStarted(self.LABEL, self.total, unit="rows"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress:
-            self._refresh()  # the final count, whatever the last update showed
-            self._progress.stop()
+        self.emit(WorkFinished(self.LABEL))
 
     def row_done(self, requests: int) -> None:
-        self._done += 1
-        self._requests = requests
-        if self._progress and time.perf_counter() - self._last >= 0.1:
-            self._refresh()  # a display update per row would cost more than the row
-
-    def _refresh(self) -> None:
-        assert self._progress is not None
-        now = time.perf_counter()
-        rate = self._done / max(now - self._started, 1e-9)
-        self._progress.update(self._task, advance=self._done - self._shown,
-                              info=f"{self._requests} requests  {rate:.0f} rows/s")
-        self._shown, self._last = self._done, now
+        self.emit(Advanced(1, written=requests))
 
 
 def _decode(path: Path, keep_aspect: bool, keep_image: bool):
@@ -94,9 +71,9 @@ def _decode(path: Path, keep_aspect: bool, keep_image: bool):
 
 
 class _DryRun:
-    def __init__(self, config: JudgeConfig, rubric, writer: RequestWriter, console: Console,
+    def __init__(self, config: JudgeConfig, rubric, writer: RequestWriter, emit: EventSink,
                  progress: _Progress, pool: ThreadPoolExecutor, save_images: Path | None):
-        self.config, self.rubric, self.writer, self.console = config, rubric, writer, console
+        self.config, self.rubric, self.writer, self.emit = config, rubric, writer, emit
         self.progress, self.pool, self.save_images = progress, pool, save_images
         self.skipped = 0
         self.sizes: dict[str, _Sized] = {}  # image sha256 -> size as sent (each distinct image decoded once)
@@ -107,7 +84,7 @@ class _DryRun:
         self.ahead = 2 * threads if save_images is not None else 16 * threads
 
     def add(self, row: PlannedRow) -> None:
-        report_row(row, self.console)
+        report_row(row, self.emit)
         if row.status != "ok":
             self.skipped += 1
             self.progress.row_done(self.writer.written)
@@ -167,22 +144,21 @@ class _DryRun:
 
     def _skip(self, row: PlannedRow, reason: str) -> None:
         self.skipped += 1
-        self.console.print(f"[yellow]row {row.row}: {reason}")
+        self.emit(RowNote(row.row, "unusable", reason))
         self.progress.row_done(self.writer.written)
 
 
 def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | None, dest: Path,
-            console: Console | None = None, save_images: Path | None = None) -> tuple[int, int]:
+            on_event: EventSink = ignore, save_images: Path | None = None) -> tuple[int, int]:
     """Write request lines to ``dest`` and their texts beside it (``request_texts.jsonl``); returns
     (requests written, rows skipped). Both files are replaced only when complete; a full disk or a
     read-only folder is a :class:`~pixeljury.runs.faults.CannotWrite` naming the file.
 
     With ``save_images``, every image exactly as it would be sent (after RGB conversion and the
     official resize) is written there as a lossless PNG, one per row and dimension."""
-    console = console or Console(stderr=True, quiet=config.quiet)
     judge_model = judge_model or NO_MODEL
     inputs = load_inputs(config)
-    warn_parity(console)
+    warn_parity(on_event)
     if save_images is not None:
         try:
             save_images.mkdir(parents=True, exist_ok=True)
@@ -201,11 +177,11 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
                 fault_point(tmp_texts)
                 with open(tmp_requests, "w", encoding="utf-8") as req_fh, \
                         open(tmp_texts, "w", encoding="utf-8") as text_fh, \
-                        _Progress(len(rows.rows), console, config.quiet) as progress, \
+                        _Progress(len(rows.rows), on_event) as progress, \
                         ThreadPoolExecutor(max_workers=max(1, config.loader_threads),
                                            thread_name_prefix="pixeljury-dry-decode") as pool:
                     writer = RequestWriter(req_fh, text_fh)
-                    run = _DryRun(config, inputs.rubric, writer, console, progress, pool, save_images)
+                    run = _DryRun(config, inputs.rubric, writer, on_event, progress, pool, save_images)
                     try:
                         for row in planned:
                             run.add(row)

@@ -7,14 +7,13 @@ become scores.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from pixeljury.data.images import ImageLoadError, load_for_judge, pixel_parity, sha256_file, stat_and_hash
 from pixeljury.data.inputs import read_rows
@@ -25,13 +24,14 @@ from pixeljury.protocols.qjudger_schema import dimension_schema
 from pixeljury.rubric import resolve_rubric
 from pixeljury.runs.config import JudgeConfig, _Inputs, _normalise_dimensions, _Prepared
 from pixeljury.runs.exports import FORMATS as EXPORT_FORMATS
+from pixeljury.runs.events import Advanced, BatchFailed, EventSink, Notice, Resuming, RunStopped, TotalChanged, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.exports import write_run_outputs
 from pixeljury.runs.faults import CannotWrite
 from pixeljury.runs.manifest import archive_stale_running, environment, iso_now, write_running_manifest
 from pixeljury.runs.lock import RunLock
 from pixeljury.runs.outcome import RunSummary, run_status
 from pixeljury.runs.plan import KeyContext, PlannedRow, RowPlanner
-from pixeljury.runs.progress import RunProgress, library_bars_off
+from pixeljury.runs.quiet import library_bars_off
 from pixeljury.runs.store import ResultRecord, ResultStore
 from pixeljury.runs.work import Work, WorkStream, report_row  # noqa: F401 - report_row: the dry run's too
 
@@ -81,8 +81,8 @@ def plan(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: 
 
 class _Runner:
     def __init__(self, config: JudgeConfig, engine: Engine, store: ResultStore, rubric: Any, ctx: KeyContext,
-                 console: Console):
-        self.config, self.engine, self.store, self.console = config, engine, store, console
+                 emit: EventSink):
+        self.config, self.engine, self.store, self.emit = config, engine, store, emit
         self.rubric, self.ctx = rubric, ctx
         self.computed = 0
         self.failed_in_a_row = 0
@@ -151,8 +151,7 @@ class _Runner:
                 reason, retryable = f"{type(exc).__name__}: {exc}", True
             if not retryable or attempt == attempts:
                 rows = sorted({row.row for row, _, _ in kept})
-                self.console.print(f"[red]engine failed on a batch of {len(requests)} (rows {rows}) after "
-                                   f"{attempt} attempt(s): {reason}")
+                self.emit(BatchFailed(len(requests), tuple(rows), attempt, reason))
                 for row, dim, key in kept:
                     self.store.record_failure("engine", f"row {row.row} {dim}: {reason}", key=key, row_index=row.row,
                                               attempts=attempt)
@@ -182,12 +181,12 @@ class _Runner:
             completion_tokens=gen.completion_tokens, seconds=gen.seconds, error=result.error,
         )
 
-    def run_batch(self, batch: list[Work], images: dict[str, Future], progress: RunProgress) -> None:
+    def run_batch(self, batch: list[Work], images: dict[str, Future]) -> None:
         requests, kept = self._requests(batch, images)
         failed_images = len(batch) - len(kept)
         gens = self._generate(requests, kept) if requests else []
         if gens is None:
-            progress.advance(len(batch), errors=len(batch))
+            self.emit(Advanced(len(batch), errors=len(batch)))
             return
         records, parse_failures, errors, tokens = [], 0, failed_images, 0
         # Requests the engine refuses as such (too long, control tokens) say nothing about the engine.
@@ -214,19 +213,19 @@ class _Runner:
             records.append(record)
         self.store.put_many(records)  # committed now: a crash after this line loses nothing
         self.computed += len(records)
-        progress.advance(len(batch), tokens=tokens, images={r.image_sha256 for r, _, _ in kept},
-                         parse_failures=parse_failures, errors=errors)
+        self.emit(Advanced(len(batch), tokens=tokens, images=frozenset(r.image_sha256 for r, _, _ in kept),
+                           parse_failures=parse_failures, errors=errors))
 
 
-def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, console: Console | None = None) -> RunSummary:
+def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, on_event: EventSink = ignore) -> RunSummary:
     """Judge ``config.input`` into ``config.out``; resumes from whatever the directory already holds.
 
     Rows are planned (image files hashed) while the engine generates, so the first requests go out
     as soon as the first rows are known. The run's manifest is ``manifest.running.json`` until its
     outputs are written; ``manifest.json`` then describes them. A disk that fills up or refuses writes
     raises :class:`CannotWrite` (with ``saved``: the results in the store) and changes no output.
+    ``on_event`` hears how the run goes (:mod:`pixeljury.runs.events`); nothing is printed.
     """
-    console = console or Console(stderr=True, quiet=config.quiet)
     out = Path(config.out)
     with RunLock(out):
         inputs = load_inputs(config)
@@ -234,7 +233,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
         manifest: dict[str, Any] = {}
         try:
             with library_bars_off(config.quiet):
-                summary = _run(config, engine_factory, inputs, store, manifest, console)
+                summary = _run(config, engine_factory, inputs, store, manifest, on_event)
         except CannotWrite as exc:
             exc.saved = _count(store)
             raise
@@ -247,7 +246,7 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, cons
 
 
 def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inputs, store: ResultStore,
-         manifest: dict[str, Any], console: Console) -> RunSummary:
+         manifest: dict[str, Any], emit: EventSink) -> RunSummary:
     out = Path(config.out)
     engine = engine_factory()
     with engine:
@@ -256,14 +255,14 @@ def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inp
         manifest.update(_manifest(config, engine, inputs, ctx, len(rows.rows), out))
         archive_stale_running(out)
         write_running_manifest(out, manifest)
-        warn_parity(console)
+        warn_parity(emit)
         if stored:
-            console.print(f"resuming: {out} already holds {stored} results; stored requests are skipped")
-        runner = _Runner(config, engine, store, inputs.rubric, ctx, console)
+            emit(Resuming(str(out), stored))
+        runner = _Runner(config, engine, store, inputs.rubric, ctx, emit)
         size = config.batch_size or engine.preferred_batch_size
-        with RunProgress(0, quiet=config.quiet, console=console) as progress, \
-                ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
-            work = WorkStream(rows, store, size, console, set_total=progress.set_total)
+        emit(WorkStarted("judging", 0))
+        with _finishing(emit, "judging"), ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
+            work = WorkStream(rows, store, size, emit, set_total=lambda total: emit(TotalChanged(total)))
             batches = work.batches()
             # Images of the next batch are decoded while the engine works on this one; at most
             # two batches of images are in memory at a time.
@@ -273,7 +272,7 @@ def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inp
                 while current is not None and runner.stopped is None:
                     following = next(batches, None)
                     ahead = runner.prefetch(pool, following)
-                    runner.run_batch(current, images, progress)
+                    runner.run_batch(current, images)
                     current, images = following, ahead
                 for image in images.values():  # left over when the run stopped early
                     image.cancel()
@@ -281,8 +280,7 @@ def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inp
                 batches.close()  # on any exit: hashing threads stopped, hashes so far saved
             if runner.stopped is not None:
                 # Rows not planned yet are not hashed now: the engine must be fixed first.
-                console.print(f"[bold red]run stopped:[/] {runner.stopped}. Finished results are kept; "
-                              "rerun the same command to continue.")
+                emit(RunStopped(runner.stopped))
         missing = work.all_keys - store.existing_keys(work.all_keys)
         permanent = {k for k, (_, lasting) in store.latest_failure_states(missing).items() if lasting}
         manifest.update(
@@ -332,10 +330,19 @@ def _mark_interrupted(out: Path, manifest: dict[str, Any]) -> None:
         pass
 
 
-def warn_parity(console: Console) -> None:
+def warn_parity(emit: EventSink) -> None:
     parity = pixel_parity()
     if not parity.ok:
-        console.print(f"[yellow]warning:[/] {parity.detail}")
+        emit(Notice(parity.detail, "warning"))
+
+
+@contextlib.contextmanager
+def _finishing(emit: EventSink, label: str) -> Iterator[None]:
+    """Ends the stretch of work that ``WorkStarted(label)`` began, however it ends."""
+    try:
+        yield
+    finally:
+        emit(WorkFinished(label))
 
 
 def _manifest(config: JudgeConfig, engine: Engine, inputs: _Inputs, ctx: KeyContext, rows: int,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from rich.console import Console
-
+from pixeljury.runs.events import EventSink, RowNote
 from pixeljury.runs.plan import PlannedRow, RowPlanner
 from pixeljury.runs.store import ResultStore
 
@@ -20,9 +19,9 @@ class WorkStream:
     ``set_total`` hears the number of requests left to compute, refined as planning goes on.
     """
 
-    def __init__(self, rows: RowPlanner, store: ResultStore, size: int, console: Console,
+    def __init__(self, rows: RowPlanner, store: ResultStore, size: int, emit: EventSink,
                  set_total: Callable[[int], None]):
-        self.rows, self.store, self.size, self.console, self.set_total = rows, store, size, console, set_total
+        self.rows, self.store, self.size, self.emit, self.set_total = rows, store, size, emit, set_total
         self.planned: list[PlannedRow] = []
         self.all_keys: set[str] = set()
         self.reused = 0
@@ -54,7 +53,7 @@ class WorkStream:
             for source, row in zip(self.rows.rows, planned):
                 self.planned.append(row)
                 unsaved.append(row)
-                report_row(row, self.console)
+                report_row(row, self.emit)
                 queued = 0
                 if row.status == "ok":
                     for dim, key in row.keys.items():
@@ -89,10 +88,11 @@ class WorkStream:
         return [w for w in work if w[2] not in done]
 
 
-def report_row(r: PlannedRow, console: Console) -> None:
+def report_row(r: PlannedRow, emit: EventSink) -> None:
+    """A planned row's errors and warnings, as events."""
     if r.status == "row_error":
-        console.print(f"[yellow]row {r.row}: skipped: {'; '.join(r.errors)}")
+        emit(RowNote(r.row, "skipped", "; ".join(r.errors)))
     elif r.status == "duplicate":
-        console.print(f"[yellow]row {r.row}: {'; '.join(r.errors)}")
+        emit(RowNote(r.row, "duplicate", "; ".join(r.errors)))
     for warning in r.warnings:
-        console.print(f"[yellow]row {r.row}: warning: {warning}")
+        emit(RowNote(r.row, "warning", warning))
