@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pixeljury.core.jsonl import iter_json_lines
 from pixeljury.engines.base import Engine, GenerationParams
 from pixeljury.engines.factory import EngineSpec, create_engine
 from pixeljury.runs.judge import JudgeConfig, RunSummary, run_judge
@@ -58,6 +59,6 @@ def load_bench(run_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def load_images(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Per-image records of a run directory."""
-    with open(Path(run_dir) / "per_image.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Per-image records of a run directory. A line that is not JSON raises a ValueError naming the
+    file and line."""
+    return [rec for _, rec in iter_json_lines(Path(run_dir) / "per_image.jsonl")]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pixeljury.analysis.agreement import bootstrap, resample
+from pixeljury.analysis.records import Tally, tally
 from pixeljury.analysis.rundir import Run
 from pixeljury.rubric.taxonomy import L1_NAMES
 from pixeljury.scoring import aggregate
@@ -42,26 +43,23 @@ class Entry:
     run_note: str | None = None  # what a reader must know about the run (e.g. that it is unfinished)
 
     @property
+    def tally(self) -> Tally:
+        return Tally(requests=self.requests, parse_failures=self.parse_failures, errors=self.errors, na=self.na,
+                     facets=self.facets)
+
+    @property
     def parse_failure_rate(self) -> float | None:
-        return self.parse_failures / self.requests if self.requests else None
+        return self.tally.parse_failure_rate
 
     @property
     def na_rate(self) -> float | None:
-        return self.na / self.facets if self.facets else None
+        return self.tally.na_rate
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["total_ci"] = list(self.total_ci) if self.total_ci else None
         d["parse_failure_rate"], d["na_rate"] = self.parse_failure_rate, self.na_rate
         return d
-
-
-def _facet_count(records: list[dict[str, Any]]) -> int:
-    n = 0
-    for rec in records:
-        for info in (rec.get("dimensions") or {}).values():
-            n += int(info.get("n_scored") or 0) + int(info.get("n_na") or 0) + len(info.get("invalid") or [])
-    return n
 
 
 def _comparable(run: Run) -> bool | None:
@@ -101,11 +99,11 @@ def build(runs: list[Run], *, n_boot: int = 1000, seed: int = 0, confidence: flo
     for run in runs:
         state = run.state
         for model in run.models:
-            records = run.scored_records(model)
-            bench = aggregate(records)
-            totals = [r["scores"]["total"] for r in records if (r.get("scores") or {}).get("total") is not None]
+            images = run.scored_images(model)
+            bench = aggregate(image.record for image in images)
+            totals = [image.total for image in images if image.total is not None]
             label = model if seen[model] == 1 else f"{model} [{run.path.name}]"
-            counts = bench.counts
+            counted = tally(images)
             entries.append(Entry(
                 model=label,
                 run=str(run.path),
@@ -117,14 +115,14 @@ def build(runs: list[Run], *, n_boot: int = 1000, seed: int = 0, confidence: flo
                 level1=bench.l1,
                 level2=bench.l2,
                 level3=bench.l3,
-                n_images=sum(1 for r in run.records if str(r.get("model")) == model),
+                n_images=len(run.model_images(model)),
                 n_images_scored=bench.n_images_scored,
-                requests=sum(c["requests"] for c in counts.values()),
-                parse_failures=sum(c["parse_failures"] for c in counts.values()),
-                errors=sum(c["errors"] for c in counts.values()),
-                facets=_facet_count(records),
-                na=sum(c["na"] for c in counts.values()),
-                counts=counts,
+                requests=counted.requests,
+                parse_failures=counted.parse_failures,
+                errors=counted.errors,
+                facets=counted.facets,
+                na=counted.na,
+                counts=bench.counts,
                 run_status=state.status,
                 run_note=state.note,
             ))

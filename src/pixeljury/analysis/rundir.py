@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixeljury.rubric.taxonomy import TREE
+from pixeljury.analysis.records import JudgedImage, score_columns
+from pixeljury.core.jsonl import JsonLineError, iter_json_lines
 
 MANIFEST = "manifest.json"
 PER_IMAGE = "per_image.jsonl"
@@ -64,7 +65,12 @@ def run_state(manifest: dict[str, Any]) -> RunState:
 class Run:
     path: Path
     manifest: dict[str, Any]
-    records: list[dict[str, Any]]  # per_image.jsonl, in file order
+    images: list[JudgedImage]  # per_image.jsonl, typed, in file order
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The records as written in per_image.jsonl."""
+        return [dict(image.record) for image in self.images]
 
     @property
     def state(self) -> RunState:
@@ -72,11 +78,18 @@ class Run:
 
     @property
     def models(self) -> list[str]:
-        return list(dict.fromkeys(str(r.get("model")) for r in self.records))
+        return list(dict.fromkeys(image.model for image in self.images))
+
+    def model_images(self, model: str) -> list[JudgedImage]:
+        """Every row of one model, whatever its status."""
+        return [image for image in self.images if image.model == model]
+
+    def scored_images(self, model: str) -> list[JudgedImage]:
+        """Rows of one model that entered scoring (status "ok"); row errors and duplicates do not."""
+        return [image for image in self.images if image.model == model and image.scored]
 
     def scored_records(self, model: str) -> list[dict[str, Any]]:
-        """Records of one model that entered scoring (status "ok"); row errors and duplicates do not."""
-        return [r for r in self.records if str(r.get("model")) == model and r.get("status") == "ok"]
+        return [dict(image.record) for image in self.scored_images(model)]
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -101,53 +114,18 @@ def load_run(path: str | Path) -> Run:
             raise RunDirError(f"{manifest_path} is not valid JSON: {exc}") from None
         if not isinstance(manifest, dict):
             raise RunDirError(f"{manifest_path} holds a {type(manifest).__name__}, expected an object")
-    records: list[dict[str, Any]] = []
-    with open(per_image, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RunDirError(f"{per_image} line {lineno} is not valid JSON: {exc}") from None
+    images: list[JudgedImage] = []
+    try:
+        for lineno, rec in iter_json_lines(per_image):
             if not isinstance(rec, dict):
                 raise RunDirError(f"{per_image} line {lineno} is a {type(rec).__name__}, expected an object")
             for required in ("model", "status"):
                 if required not in rec:
                     raise RunDirError(f"{per_image} line {lineno} has no {required!r} field")
-            records.append(rec)
-    return Run(path, manifest, records)
-
-
-def score_columns() -> list[str]:
-    """Flat names of every score a record can carry, in canonical order: ``total``, ``L1``,
-    ``L1/L2``, ``L1/L2/L3``. (One L3 name contains a slash; names are only ever built, never split.)"""
-    cols = ["total"]
-    for l1, l2s in TREE.items():
-        cols.append(l1)
-        for l2, facets in l2s.items():
-            cols.append(f"{l1}/{l2}")
-            cols.extend(f"{l1}/{l2}/{l3}" for l3 in facets)
-    return cols
-
-
-def flat_scores(record: dict[str, Any]) -> dict[str, float | None]:
-    """A record's scores under the flat names of :func:`score_columns` (only the entries it has).
-    Records that did not enter scoring (status other than "ok") have none."""
-    if record.get("status") != "ok":
-        return {}
-    scores = record.get("scores") or {}
-    flat: dict[str, float | None] = {"total": scores.get("total")}
-    for l1, value in (scores.get("level1") or {}).items():
-        flat[l1] = value
-    for l1, l2s in (scores.get("level2") or {}).items():
-        for l2, value in l2s.items():
-            flat[f"{l1}/{l2}"] = value
-    for l1, l2s in (scores.get("level3") or {}).items():
-        for l2, l3s in l2s.items():
-            for l3, value in l3s.items():
-                flat[f"{l1}/{l2}/{l3}"] = value
-    return flat
+            images.append(JudgedImage.from_dict(rec))
+    except JsonLineError as exc:
+        raise RunDirError(str(exc)) from None
+    return Run(path, manifest, images)
 
 
 METADATA_FIELDS = ("row", "model", "ID", "prompt", "image_path", "image_abspath", "image_sha256", "status")
@@ -158,8 +136,9 @@ def run_table(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
     then the scores. Returns (rows, score column names present in the run, canonical order first)."""
     rows: list[dict[str, Any]] = []
     present: set[str] = set()
-    for rec in run.records:
-        scores = flat_scores(rec)
+    for image in run.images:
+        rec = image.record
+        scores = image.flat_scores()
         row: dict[str, Any] = {k: rec.get(k) for k in METADATA_FIELDS}
         for k, v in (rec.get("input") or {}).items():
             if k not in row and k not in scores:

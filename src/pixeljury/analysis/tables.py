@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeljury.analysis.rundir import is_run_dir, load_run, run_table
+from pixeljury.core.jsonl import JsonLineError, iter_json_lines
 
 TABLE_FORMATS = (".csv", ".json", ".jsonl", ".parquet")
 # Text that stands for "no value" in a numeric column (compared stripped, case-insensitively). CSV can
@@ -52,15 +53,12 @@ def _json_records(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as first_error:
         # Not one JSON document: JSON lines.
-        data = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    data.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    if lineno == 1:
-                        raise TableError(f"{path} is neither JSON nor JSON lines: {first_error}") from None
-                    raise TableError(f"{path} line {lineno} is not valid JSON: {exc}") from None
+        try:
+            data = [value for _, value in iter_json_lines(path, text.splitlines())]
+        except JsonLineError as exc:
+            if exc.line == 1:
+                raise TableError(f"{path} is neither JSON nor JSON lines: {first_error}") from None
+            raise TableError(str(exc)) from None
     if isinstance(data, dict):
         if data and all(isinstance(v, dict) for v in data.values()):
             return [{OBJECT_KEY_COLUMN: k, **v} for k, v in data.items()]

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from pixeljury import __version__
 from pixeljury.analysis import leaderboard as lb
+from pixeljury.analysis.records import JudgedImage, Tally, tally_by_dimension
 from pixeljury.analysis.rundir import Run
 from pixeljury.data.images import ImageLoadError, open_image, to_rgb
 from pixeljury.protocols.qjudger import THINK_END
@@ -79,17 +80,13 @@ def _heat_value(e: lb.Entry, d: str, name: str, level: str) -> float | None:
     return e.level3.get(d, {}).get(l2, {}).get(l3)
 
 
-def _rates(run_records: list[dict[str, Any]], dims: list[str]) -> dict[str, dict[str, Any]]:
+def _rates(images: list[JudgedImage], dims: list[str]) -> dict[str, dict[str, Any]]:
     """Per L1: requests, parse-failure rate (of requests), N/A rate (of facet verdicts)."""
+    counted = tally_by_dimension(images)
     out: dict[str, dict[str, Any]] = {}
     for d in dims:
-        infos = [r["dimensions"][d] for r in run_records if d in (r.get("dimensions") or {})]
-        requests = len(infos)
-        failures = sum(1 for i in infos if i.get("status") == "parse_failure")
-        na = sum(int(i.get("n_na") or 0) for i in infos)
-        facets = na + sum(int(i.get("n_scored") or 0) + len(i.get("invalid") or []) for i in infos)
-        out[d] = {"requests": requests, "parse_failure": failures / requests if requests else None,
-                  "na": na / facets if facets else None}
+        t = counted.get(d) or Tally()
+        out[d] = {"requests": t.requests, "parse_failure": t.parse_failure_rate, "na": t.na_rate}
     return out
 
 
@@ -109,8 +106,8 @@ def _gallery(runs: list[Run], options: ReportOptions) -> tuple[list[dict[str, An
     missing = 0
     for run in runs:
         per_model: dict[str, int] = {}
-        for rec in run.records:
-            model = str(rec.get("model"))
+        for image in run.images:
+            rec, model = image.record, image.model
             per_model[model] = per_model.get(model, 0) + 1
             if options.max_images_per_model and per_model[model] > options.max_images_per_model:
                 continue
@@ -128,17 +125,16 @@ def _gallery(runs: list[Run], options: ReportOptions) -> tuple[list[dict[str, An
                 missing += 1
                 thumb_error = thumb_error or "no image path"
             dims = []
-            for d, info in (rec.get("dimensions") or {}).items():
-                reasoning, answer = split_reasoning(info.get("raw_text"))
-                dims.append({"name": d, "status": info.get("status"), "level1": info.get("level1"),
-                             "colour": score_colour(info.get("level1")), "facets": _facets(info),
-                             "reasoning": reasoning, "answer": answer, "error": info.get("error"),
-                             "truncated": bool(info.get("truncated"))})
-            scores = rec.get("scores") or {}
-            items.append({"model": model, "prompt": rec.get("prompt") or "", "row": rec.get("row"), "id": rec.get("ID"),
+            for d, dim in image.dimensions.items():
+                reasoning, answer = split_reasoning(dim.detail.get("raw_text"))
+                dims.append({"name": d, "status": dim.status, "level1": dim.level1,
+                             "colour": score_colour(dim.level1), "facets": _facets(dim.detail),
+                             "reasoning": reasoning, "answer": answer, "error": dim.error,
+                             "truncated": dim.truncated})
+            items.append({"model": model, "prompt": image.prompt or "", "row": image.row, "id": rec.get("ID"),
                           "image_path": rec.get("image_path"), "thumb": thumb, "thumb_error": thumb_error,
-                          "status": rec.get("status"), "errors": rec.get("errors") or [], "total": scores.get("total"),
-                          "total_colour": score_colour(scores.get("total")), "dims": dims})
+                          "status": image.status, "errors": list(image.errors), "total": image.total,
+                          "total_colour": score_colour(image.total), "dims": dims})
     return items, missing
 
 
@@ -165,7 +161,7 @@ def build_context(runs: list[Run], options: ReportOptions) -> dict[str, Any]:
             values = [[_heat_value(e, d, name, level) for e in entries] for d, name in rows]
             heatmaps.append({"title": title, "svg": Markup(heatmap(rows, models, values, title=title))})
     runs_by_path = {str(r.path): r for r in runs}
-    rates = [{"model": e.model, "dims": _rates(runs_by_path[e.run].scored_records(e.source_model), dims)} for e in entries]
+    rates = [{"model": e.model, "dims": _rates(runs_by_path[e.run].scored_images(e.source_model), dims)} for e in entries]
     gallery, missing = _gallery(runs, options)
     return {
         "title": options.title, "version": __version__,

@@ -7,19 +7,19 @@ import csv
 import io
 import json
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from pixeljury.analysis.records import IMAGE_STAGES, JudgedImage, flat_scores, level_columns
 from pixeljury.protocols.qjudger import current_result, image_scores_from_dicts
 from pixeljury.rubric.taxonomy import L1_NAMES, TREE
 from pixeljury.runs.atomic import discard, remove_stale_temporaries, temporary_path
 from pixeljury.runs.faults import fault_point, writing
 from pixeljury.runs.manifest import MANIFEST_NAME, adopt_running
 from pixeljury.runs.switch import OutputSwitch
-from pixeljury.runs.store import ResultStore, StoreDamaged
+from pixeljury.runs.store import FailureState, ResultStore, StoreDamaged
 from pixeljury.runs.bench import (  # noqa: F401 - re-exported: the names callers know from here
     ModelBench, bench_by_model, bench_file_names, is_bench_file, name_hash, slug, summary_rows,
 )
@@ -39,7 +39,7 @@ def iter_image_records(store: ResultStore, chunk: int = 500) -> Iterator[dict[st
             return
         keys = {k for r in batch for k in r.get("keys", {}).values()}
         results = store.get_many(keys)
-        failures = store.latest_failure_states(keys - results.keys())
+        failures = store.latest_failure_details(keys - results.keys())
         for r in batch:
             yield _image_record(r, results, failures)
         del batch, keys, results, failures  # before the next chunk is read: one chunk in memory, not two
@@ -49,14 +49,20 @@ def image_records(store: ResultStore) -> list[dict[str, Any]]:
     return list(iter_image_records(store))
 
 
-def _image_record(r: dict[str, Any], results: dict, failures: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+def _image_record(r: dict[str, Any], results: dict, failures: dict[str, FailureState]) -> dict[str, Any]:
     dims: dict[str, Any] = {}
+    image_errors: set[str] = set()
     for dim, key in r.get("keys", {}).items():
         res = results.get(key)
         if res is None:
+            failure = failures.get(key)
+            if failure is None:
+                dims[dim] = {"status": "error", "error": "not computed", "raw_text": None, "permanent": False}
+                continue
             # permanent: the same input fails the same way on every rerun (fix the row, not the run)
-            error, permanent = failures.get(key, ("not computed", False))
-            dims[dim] = {"status": "error", "error": error, "raw_text": None, "permanent": permanent}
+            dims[dim] = {"status": "error", "error": failure.message, "raw_text": None, "permanent": failure.permanent}
+            if failure.stage in IMAGE_STAGES:
+                image_errors.add(failure.message)
             continue
         # Parsed again from the stored text if an older parser wrote it: outputs follow the current rules.
         entry = dict(current_result(res.parsed, res.raw_text, res.reasoning, res.finish_reason, dim) or {})
@@ -64,7 +70,7 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, tuple[st
                      completion_tokens=res.completion_tokens)
         dims[dim] = entry
     errors = list(r.get("errors", []))
-    image_errors = {d["error"] for d in dims.values() if d["status"] == "error" and d["error"].startswith("row ")}
+    # Every dimension failed, and (some) because of the image itself: the row says so too.
     if r["status"] == "ok" and dims and all(d["status"] == "error" for d in dims.values()) and image_errors:
         errors.extend(sorted(image_errors))
     return {
@@ -76,32 +82,23 @@ def _image_record(r: dict[str, Any], results: dict, failures: dict[str, tuple[st
     }
 
 
-def _flat_scores(scores: dict[str, Any]) -> dict[str, Any]:
-    """Columns total, L1, L1/L2, L1/L2/L3 in canonical order (None where absent)."""
-    cols: dict[str, Any] = {"total": scores.get("total")}
-    for l1 in L1_NAMES:
-        cols[l1] = (scores.get("level1") or {}).get(l1)
-    for l1, l2s in TREE.items():
-        for l2 in l2s:
-            cols[f"{l1}/{l2}"] = (scores.get("level2") or {}).get(l1, {}).get(l2)
-    for l1, l2s in TREE.items():
-        for l2, l3s in l2s.items():
-            for l3 in l3s:
-                cols[f"{l1}/{l2}/{l3}"] = (scores.get("level3") or {}).get(l1, {}).get(l2, {}).get(l3)
-    return cols
+_SCORE_COLUMNS = level_columns()
 
 
-def flat_image_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """One line of per_image.csv / per_image.parquet / the Images sheet."""
-    counts: dict[str, int] = defaultdict(int)
-    for d in rec["dimensions"].values():
-        counts[d["status"]] += 1
+def flat_image_row(rec: dict[str, Any] | JudgedImage) -> dict[str, Any]:
+    """One line of per_image.csv / per_image.parquet / the Images sheet: the row's fields, its
+    request counts (:class:`~pixeljury.analysis.records.Tally`) and every score column of the taxonomy
+    (None where absent)."""
+    image = rec if isinstance(rec, JudgedImage) else JudgedImage.from_dict(rec)
+    r = image.record
+    counted = image.tally()
+    scores = flat_scores(image.scores)
     return {
-        "row": rec["row"], "model": rec["model"], "ID": rec["ID"], "prompt": rec["prompt"],
-        "image_path": rec["image_path"], "image_sha256": rec["image_sha256"], "status": rec["status"],
-        "comparable": rec["comparable"], "errors": "; ".join(rec["errors"]),
-        "parse_failures": counts["parse_failure"], "dimension_errors": counts["error"],
-        **_flat_scores(rec["scores"]), "manifest": MANIFEST_NAME,
+        "row": r["row"], "model": r["model"], "ID": r["ID"], "prompt": r["prompt"],
+        "image_path": r["image_path"], "image_sha256": r["image_sha256"], "status": r["status"],
+        "comparable": r["comparable"], "errors": "; ".join(r["errors"]),
+        "parse_failures": counted.parse_failures, "dimension_errors": counted.errors,
+        **{c: scores.get(c) for c in _SCORE_COLUMNS}, "manifest": MANIFEST_NAME,
     }
 
 

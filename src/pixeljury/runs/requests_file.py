@@ -32,9 +32,11 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from pixeljury.core.jsonl import JsonLineError, iter_json_lines
 
 TEXTS_NAME = "request_texts.jsonl"
 SHORT_ID = 16  # hex digits of a text id
@@ -98,18 +100,23 @@ def load_texts(path: Path) -> dict[str, str]:
         raise RequestsFileError(f"{path} is missing: it holds the texts that the requests file beside it "
                                 "refers to (both are written by `pixeljury judge --dry-run`)") from None
     with fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+        for lineno, rec in _json_lines(path, fh, "expected text_id and text"):
             try:
-                rec = json.loads(line)
                 tid, text = rec["text_id"], rec["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise RequestsFileError(f"{path} line {lineno}: expected text_id and text ({exc})") from None
             if not hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest().startswith(tid) or not tid:
                 raise RequestsFileError(f"{path} line {lineno}: the text does not match its id {tid}")
             texts[tid] = text
     return texts
+
+
+def _json_lines(path: Path, fh: Iterable[str], what: str) -> Iterator[tuple[int, Any]]:
+    """:func:`~pixeljury.core.jsonl.iter_json_lines`, a bad line said as ``<path> line N: <what> (<why>)``."""
+    try:
+        yield from iter_json_lines(path, fh)
+    except JsonLineError as exc:
+        raise RequestsFileError(f"{path} line {exc.line}: {what} ({exc.cause})") from None
 
 
 def _text(texts: dict[str, str], tid: str, where: str) -> str:
@@ -126,13 +133,7 @@ def read_requests(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     texts: dict[str, str] | None = None
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RequestsFileError(f"{path} line {lineno}: not JSON ({exc})") from None
+        for lineno, rec in _json_lines(path, fh, "not JSON"):
             if "system_id" not in rec:  # the older, self-contained form
                 yield rec
                 continue

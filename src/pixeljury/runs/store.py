@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pixeljury.runs.faults import cannot_write, fault_point, writing
 
@@ -115,6 +115,14 @@ _COLUMNS = (
     "key", "protocol", "dimension", "image_sha256", "prompt", "model_id", "key_fields", "status", "raw_text",
     "reasoning", "parsed", "finish_reason", "prompt_tokens", "completion_tokens", "seconds", "error", "created_at",
 )
+
+
+class FailureState(NamedTuple):
+    """A key's most recent failure, as :meth:`ResultStore.latest_failure_details` reads it."""
+
+    message: str
+    permanent: bool  # the input itself is at fault: a rerun fails the same way
+    stage: str  # where it failed: "image", "engine", "parse", "metric:<name>"...
 
 
 class StoreDamaged(ValueError):
@@ -304,6 +312,17 @@ class ResultStore:
             q = (f"SELECT key, message, permanent FROM failures WHERE key IN ({','.join('?' * len(chunk))}) "
                  "ORDER BY id")
             out.update((k, (m, bool(p))) for k, m, p in self._conn.execute(q, chunk))
+        return out
+
+    def latest_failure_details(self, keys: Iterable[str]) -> dict[str, FailureState]:
+        """Each key's most recent failure (message, permanent, stage), for keys that have one."""
+        keys = list(keys)
+        out: dict[str, FailureState] = {}
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            q = (f"SELECT key, message, permanent, stage FROM failures WHERE key IN ({','.join('?' * len(chunk))}) "
+                 "ORDER BY id")
+            out.update((k, FailureState(m, bool(p), st)) for k, m, p, st in self._conn.execute(q, chunk))
         return out
 
     # -- failures --------------------------------------------------------------------------------
