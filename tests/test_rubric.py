@@ -55,7 +55,7 @@ def test_pinned_hash_is_enforced_for_downloads():
 
 
 def test_download_disabled_without_cache_gives_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("PIXELJURY_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIXELJURY_CACHE_DIR", str(tmp_path))
     with pytest.raises(RubricError, match="--rubric-file"):
         load_official_rubric(None, allow_download=False)
 

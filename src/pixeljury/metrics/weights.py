@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixeljury import cache as _cache
+
 # The judge engines' weight fingerprint, reused so that judges and metrics identify local weights
 # alike (engines.checkpoints imports no torch).
 from pixeljury.engines.checkpoints import judge_identity, local_revision, sampled_file_digest
@@ -23,12 +25,9 @@ MODELSCOPE_PREFIX = "modelscope:"
 
 
 def cache_dir() -> Path:
-    """pixeljury's cache root: $PIXELJURY_CACHE_DIR, else $XDG_CACHE_HOME/pixeljury, else ~/.cache/pixeljury."""
-    explicit = os.environ.get("PIXELJURY_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pixeljury"
+    """pixeljury's cache root (:func:`pixeljury.cache.cache_dir`: $PIXELJURY_CACHE_DIR, else
+    $XDG_CACHE_HOME/pixeljury, else ~/.cache/pixeljury), read from the environment at each call."""
+    return _cache.cache_dir()
 
 
 def _check_sha256(path: Path, expected: str | None) -> None:

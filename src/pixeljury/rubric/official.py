@@ -7,16 +7,17 @@ import hashlib
 import os
 from pathlib import Path
 
+from pixeljury.cache import cache_dir
 from pixeljury.rubric.model import Rubric, RubricError
 from pixeljury.rubric.taxonomy import L1_NAMES
 
 OFFICIAL_COMMIT = "b6b556bb14dcb37da873bbb571c29273562804f2"
 OFFICIAL_SHA256 = "0b2608752afb8adfd2ee38a7cd09ea6b11fd87365c94111eb70d10d60fd2eab3"
 OFFICIAL_SIZE = 10_579
-OFFICIAL_URL = os.environ.get(
-    "PIXELJURY_CHECKLIST_URL",
-    f"https://raw.githubusercontent.com/QwenLM/Qwen-Image-Bench/{OFFICIAL_COMMIT}/checklists.py",
-)
+# The pinned upstream file. $PIXELJURY_CHECKLIST_URL (a mirror) replaces it; it is read when a download
+# starts (official_url()), not at import. A download from either must match OFFICIAL_SHA256.
+OFFICIAL_URL = f"https://raw.githubusercontent.com/QwenLM/Qwen-Image-Bench/{OFFICIAL_COMMIT}/checklists.py"
+CHECKLIST_URL_ENV = "PIXELJURY_CHECKLIST_URL"
 
 CHECKLIST_NAMES = {
     "Quality": "QUALITY_CHECKLIST",
@@ -110,22 +111,25 @@ def rubric_from_checklist_bytes(data: bytes, origin: str, *, expect_sha256: str 
     )
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("PIXELJURY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pixeljury"
-    )
-    return Path(base)
+def official_url() -> str:
+    """Where the official checklist file is downloaded from: $PIXELJURY_CHECKLIST_URL, else the pinned commit."""
+    return os.environ.get(CHECKLIST_URL_ENV) or OFFICIAL_URL
 
 
-def _download_official() -> bytes:
+def official_cache_path() -> Path:
+    """The cached copy of the pinned file, under the cache root (:func:`pixeljury.cache.cache_dir`)."""
+    return cache_dir() / "rubrics" / f"checklists-{OFFICIAL_COMMIT[:12]}.py"
+
+
+def _download_official(url: str) -> bytes:
     import httpx
 
     try:
-        resp = httpx.get(OFFICIAL_URL, timeout=30, follow_redirects=True)
+        resp = httpx.get(url, timeout=30, follow_redirects=True)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise RubricError(
-            f"could not download the official checklist file from {OFFICIAL_URL} ({exc}). "
+            f"could not download the official checklist file from {url} ({exc}). "
             "Pass a local copy with --rubric-file PATH, or use --rubric builtin (not benchmark-comparable)."
         ) from exc
     return resp.content
@@ -142,7 +146,7 @@ def load_official_rubric(path: str | os.PathLike | None = None, *, allow_downloa
         if not p.is_file():
             raise RubricError(f"rubric file {p} does not exist")
         return rubric_from_checklist_bytes(p.read_bytes(), str(p))
-    cached = _cache_dir() / "rubrics" / f"checklists-{OFFICIAL_COMMIT[:12]}.py"
+    cached = official_cache_path()
     if cached.is_file():
         return rubric_from_checklist_bytes(cached.read_bytes(), str(cached), expect_sha256=OFFICIAL_SHA256)
     if not allow_download:
@@ -150,8 +154,9 @@ def load_official_rubric(path: str | os.PathLike | None = None, *, allow_downloa
             "the official checklist file is not cached and downloading is disabled: "
             "pass --rubric-file PATH or --rubric builtin"
         )
-    data = _download_official()
-    rubric = rubric_from_checklist_bytes(data, OFFICIAL_URL, expect_sha256=OFFICIAL_SHA256)
+    url = official_url()
+    data = _download_official(url)
+    rubric = rubric_from_checklist_bytes(data, url, expect_sha256=OFFICIAL_SHA256)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_bytes(data)
