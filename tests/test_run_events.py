@@ -117,3 +117,9 @@ def test_events_are_plain_data():
     event = ev.Advanced(1, images=frozenset({"x"}))
     assert json.dumps(event.__dict__, default=sorted) == \
         '{"n": 1, "tokens": 0, "images": ["x"], "parse_failures": 0, "errors": 0, "written": null}'
+
+
+def test_metric_items_are_told_a_line_per_chunk():
+    text = _render([ev.WorkStarted("clipscore@hessel-2.5x", 300, unit="items"), ev.Advanced(256, errors=1),
+                    ev.Advanced(44), ev.WorkFinished("clipscore@hessel-2.5x")])
+    assert text.splitlines() == ["clipscore@hessel-2.5x: 255/300 scored", "clipscore@hessel-2.5x: 299/300 scored"]

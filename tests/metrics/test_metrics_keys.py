@@ -33,7 +33,7 @@ def _input_file(tmp_path: Path) -> Path:
 
 
 def _score(tmp_path: Path, metric: str = "clip", **kw):
-    return score_file(tmp_path / "in.jsonl", tmp_path / "run", [metric], device="cpu", log=lambda _m: None, **kw)[0]
+    return score_file(tmp_path / "in.jsonl", tmp_path / "run", [metric], device="cpu", **kw)[0]
 
 
 def _table(tmp_path: Path, convention: str) -> list[float]:

@@ -71,7 +71,7 @@ def test_score_file_records_a_bad_generation_against_its_row_and_keeps_the_other
     # Chunk of 2 fails on its second item, then is retried item by item; the last chunk is fine.
     engine = ScriptedEngine([_answer(5, 5, 5), "no ratings", _answer(5, 5, 5), "still none", _answer(3, 3, 3)])
     summaries = score_file(tmp_path / "in.jsonl", tmp_path / "run", ["unifiedreward"],
-                           metric_kwargs={"unifiedreward": {"engine": engine}}, log=lambda _m: None)
+                           metric_kwargs={"unifiedreward": {"engine": engine}})
     assert summaries[0].scored == 2 and [i for i, _ in summaries[0].failed] == [1]
     with ResultStore.in_dir(tmp_path / "run") as store:
         assert sorted(r.prompt for r in store.iter_results()) == ["prompt 0", "prompt 2"]

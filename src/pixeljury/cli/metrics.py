@@ -40,11 +40,22 @@ def score(
     endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL for --engine openai."),
     api_key: Optional[str] = typer.Option(None, envvar="PIXELJURY_API_KEY", help="API key for --engine openai."),
     replay_file: Optional[Path] = typer.Option(None, help="Recorded answers for --engine replay."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
-    """Score every (prompt, image) row with reward metrics; reruns skip what is already stored."""
+    """Score every (prompt, image) row with reward metrics; reruns skip what is already stored.
+
+    Like `pixeljury judge`, the run directory is locked while it runs, has a manifest, and a stopped
+    run resumes: rerun the same command."""
+    import signal
+
+    from pixeljury.cli.judge import _cannot_write, _interrupted, _stop_signals
+    from pixeljury.cli.render import ConsoleRenderer
     from pixeljury.data.inputs import InputError
     from pixeljury.engines.base import EngineError, EngineUnavailable
+    from pixeljury.metrics.base import MetricInputError
     from pixeljury.metrics.run import score_file
+    from pixeljury.runs.faults import CannotWrite
+    from pixeljury.runs.lock import RunLocked
 
     names = [m.strip() for m in metric.split(",") if m.strip()]
     if not names:
@@ -54,13 +65,20 @@ def score(
             names, engine=engine, model=judge_model, revision=judge_revision, endpoint=endpoint, api_key=api_key,
             replay_file=replay_file, device=device, batch_size=batch_size)
         try:
-            summaries = score_file(input, out, names, weights=_parse_weights(weights), batch_size=batch_size,
-                                   device=device, dtype=dtype, metric_kwargs=metric_kwargs,
-                                   log=lambda msg: typer.echo(msg, err=True))
+            with _stop_signals() as stopped_by:
+                try:
+                    summaries = score_file(input, out, names, weights=_parse_weights(weights), batch_size=batch_size,
+                                           device=device, dtype=dtype, metric_kwargs=metric_kwargs,
+                                           on_event=ConsoleRenderer(quiet=quiet))
+                except KeyboardInterrupt:
+                    _interrupted(out, stopped_by[0] if stopped_by else signal.SIGINT)
         finally:
             for built in engines:
                 built.close()
-    except (InputError, MetricUnavailable, EngineUnavailable, EngineError) as exc:
+    except CannotWrite as exc:
+        _cannot_write(exc, out, "score")
+        return
+    except (RunLocked, InputError, MetricInputError, MetricUnavailable, EngineUnavailable, EngineError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     for s in summaries:

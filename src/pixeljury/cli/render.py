@@ -1,6 +1,7 @@
 """How the CLI shows a run's events (pixeljury.runs.events): coloured lines on stderr and a progress
 bar (requests done / total, images per minute, tokens per second, ETA, parse failures; rows per
-second for a dry run). Quiet mode shows nothing. The library emits; only this module draws."""
+second for a dry run; a line per chunk of metric items). Quiet mode shows no bar. The library
+emits; only this module draws."""
 
 from __future__ import annotations
 
@@ -23,12 +24,17 @@ class ConsoleRenderer:
         self.console = console or Console(stderr=True, quiet=quiet)
         self.quiet = quiet or self.console.quiet
         self._bar: _Bar | None = None
+        self._items: _ItemCount | None = None
 
     def __call__(self, event: RunEvent) -> None:
         if isinstance(event, WorkStarted):
             self._stop_bar()
-            if not self.quiet:
+            self._items = _ItemCount(event) if event.unit == "items" else None
+            if not self.quiet and self._items is None:
                 self._bar = _Bar(event, self.console)
+        elif isinstance(event, Advanced) and self._items is not None:
+            # Metric scoring advances a chunk of hundreds of items at a time: a line per chunk.
+            self.console.print(self._items.advance(event), markup=False, highlight=False)
         elif isinstance(event, (TotalChanged, Advanced)):
             if self._bar is not None:
                 self._bar.update(event)
@@ -57,6 +63,17 @@ class ConsoleRenderer:
         elif isinstance(event, RunStopped):
             print_(f"[bold red]run stopped:[/] {event.reason}. Finished results are kept; "
                    "rerun the same command to continue.")
+
+
+class _ItemCount:
+    """``clipscore@hessel-2.5x: 512/2000 scored``: items with a value so far, of those to score."""
+
+    def __init__(self, started: WorkStarted):
+        self.label, self.total, self.scored = started.label, started.total, 0
+
+    def advance(self, event: Advanced) -> str:
+        self.scored += event.n - event.errors
+        return f"{self.label}: {self.scored}/{self.total} scored"
 
 
 class _Bar:

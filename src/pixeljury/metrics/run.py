@@ -5,6 +5,11 @@ Results go into the same content-keyed store as the judge (``protocol = "metric:
 preprocessing) already scored; ``scores.jsonl`` / ``scores.csv`` are rewritten from the store each
 time, from the values stored under this run's keys (values of other weights or dtypes stay in the
 store but are not shown).
+
+The job runs as a judge run does (:mod:`pixeljury.runs.session`): the directory is locked, a
+running manifest says how it goes, the tables and ``manifest.json`` switch together when it ends,
+Ctrl-C leaves every committed value in the store, and progress is told as events
+(:mod:`pixeljury.runs.events`), never printed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ from pixeljury.data.images import ImageLoadError, sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
 from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, MetricUnavailable, load_rgb
 from pixeljury.metrics.registry import get_spec, load_metric
+from pixeljury.runs.events import Advanced, EventSink, Resuming, WorkFinished, WorkStarted, ignore
+from pixeljury.runs.faults import writing
+from pixeljury.runs.lock import RunLock
+from pixeljury.runs.manifest import environment, iso_now
+from pixeljury.runs.outcome import run_status
+from pixeljury.runs.session import RunSession, open_session
 from pixeljury.runs.store import ResultRecord, ResultStore, result_key
+from pixeljury.runs.switch import OutputSwitch
 
 # Bump when the meaning of a stored metric value changes. 2: "weights" is the resolved identity (hub
 # commit or content fingerprint, not "repo@main" or a bare local path), "dtype" and "preprocessing" added.
@@ -69,8 +81,11 @@ def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]
 def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
                weights: dict[str, str] | None = None, batch_size: int | None = None, device: str | None = None,
                dtype: str | None = None, metric_kwargs: dict[str, dict[str, Any]] | None = None,
-               log: Any = print) -> list[MetricRunSummary]:
-    """``metric_kwargs[name]`` goes to that metric's loader (e.g. ``{"unifiedreward": {"engine": engine}}``)."""
+               on_event: EventSink = ignore) -> list[MetricRunSummary]:
+    """``metric_kwargs[name]`` goes to that metric's loader (e.g. ``{"unifiedreward": {"engine": engine}}``).
+
+    Raises :class:`~pixeljury.runs.lock.RunLocked` when another job holds ``out_dir`` and
+    :class:`~pixeljury.runs.faults.CannotWrite` (with ``saved``) when the disk refuses writes."""
     specs = [get_spec(name) for name in metric_names]  # unknown names fail before any work
     for spec in specs:
         if spec.input_kind == "image-sets":
@@ -78,17 +93,54 @@ def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[s
         if spec.input_kind == "image-pair":
             raise MetricUnavailable(f"{spec.convention} judges a source image and its edit(s), which a "
                                     "prompt/image input file does not carry: use the library API")
-    rows = list(read_rows(Path(input_path)))
-    hashes = _hash_images(rows)
-    summaries = []
-    with ResultStore.in_dir(out_dir) as store:
-        for spec in specs:
-            extra_kw = {"weights": weights[spec.name]} if weights and spec.name in weights else {}
-            extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
-            metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
-            summaries.append(_score_rows(metric, rows, hashes, store, batch_size, log))
-        write_tables(store, rows, hashes, summaries, Path(out_dir))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MetricInputError(f"--out {out} is an existing file, not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        rows = list(read_rows(Path(input_path)))
+        with open_session(out) as session:
+            stored = session.store.count()
+            if stored:
+                on_event(Resuming(str(out), stored))
+            session.begin(_manifest(input_path, out, metric_names, rows, batch_size, device, dtype))
+            hashes = _hash_images(rows)
+            summaries = []
+            for spec in specs:
+                extra_kw = {"weights": weights[spec.name]} if weights and spec.name in weights else {}
+                extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
+                metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
+                session.manifest.setdefault("metrics", []).append(metric_key_fields(metric))
+                summaries.append(_score_rows(metric, rows, hashes, session.store, batch_size, on_event))
+            _finish(session, rows, hashes, summaries)
     return summaries
+
+
+def _manifest(input_path: str | Path, out: Path, names: list[str], rows: list[InputRow], batch_size: int | None,
+              device: str | None, dtype: str | None) -> dict[str, Any]:
+    return {
+        **environment(),
+        "job": "score",
+        "config": {"input": str(input_path), "metrics": names, "batch_size": batch_size, "device": device,
+                   "dtype": dtype},
+        "input_sha256": sha256_file(Path(input_path)),
+        "rows": len(rows),
+        "metrics": [],  # each metric's key fields (resolved weights, dtype, preprocessing), as it loads
+        "status": "running",
+        "started_at": iso_now(),
+        "finished_at": None,
+        "run_dir": str(out.resolve()),
+    }
+
+
+def _finish(session: RunSession, rows: list[InputRow], hashes: dict[int, str | Exception],
+            summaries: list[MetricRunSummary]) -> None:
+    failed = sum(len(s.failed) for s in summaries)
+    manifest = session.end(
+        items=sum(len(rows) for _ in summaries), scored=sum(s.scored for s in summaries),
+        reused=sum(s.skipped for s in summaries), failed=failed, stopped=None, status=run_status(None, failed, 0),
+    )
+    write_tables(session.store, rows, hashes, summaries, session.out, manifest=manifest)
 
 
 def _hash_images(rows: list[InputRow]) -> dict[int, str | Exception]:
@@ -107,9 +159,9 @@ def _hash_images(rows: list[InputRow]) -> dict[int, str | Exception]:
 
 
 def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Exception], store: ResultStore,
-                batch_size: int | None, log: Any) -> MetricRunSummary:
+                batch_size: int | None, emit: EventSink) -> MetricRunSummary:
     summary = MetricRunSummary(metric.convention)
-    stage = f"metric:{metric.name}"
+    stage = f"metric:{metric.name}"  # the failures' stage in the store
     shared_fields = metric_key_fields(metric)
     todo: list[tuple[InputRow, str, dict[str, Any]]] = []
     for row in rows:
@@ -124,9 +176,21 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
     done = store.existing_keys([key for _, key, _ in todo])
     summary.skipped = sum(1 for _, key, _ in todo if key in done)
     todo = [item for item in todo if item[1] not in done]
+    emit(WorkStarted(metric.convention, len(todo), unit="items"))
+    try:
+        _score_chunks(metric, todo, store, batch_size, summary, emit)
+    finally:
+        emit(WorkFinished(metric.convention))
+    return summary
+
+
+def _score_chunks(metric: Metric, todo: list[tuple[InputRow, str, dict[str, Any]]], store: ResultStore,
+                  batch_size: int | None, summary: MetricRunSummary, emit: EventSink) -> None:
+    stage = f"metric:{metric.name}"
     for start in range(0, len(todo), LOAD_CHUNK):
+        chunk = todo[start : start + LOAD_CHUNK]
         ready, images = [], []
-        for row, key, fields in todo[start : start + LOAD_CHUNK]:
+        for row, key, fields in chunk:
             try:
                 images.append(load_rgb(row.image_path, row.index))  # type: ignore[arg-type]
                 ready.append((row, key, fields))
@@ -134,6 +198,7 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
                 summary.failed.append((row.index, str(exc)))
                 store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
         if not ready:
+            emit(Advanced(len(chunk), errors=len(chunk)))
             continue
         began = time.perf_counter()
         try:
@@ -161,8 +226,8 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
         ]
         store.put_many(records)
         summary.scored += len(records)
-        log(f"{metric.convention}: {summary.scored}/{len(todo)} scored")
-    return summary
+        emit(Advanced(len(chunk), images=frozenset(f["image_sha256"] for _, _, f in ready),
+                      errors=len(chunk) - len(records)))
 
 
 def _softmax_by_prompt(values: dict[int, float], prompts: dict[int, str]) -> dict[int, float]:
@@ -179,7 +244,8 @@ def _softmax_by_prompt(values: dict[int, float], prompts: dict[int, str]) -> dic
 
 
 def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str | Exception],
-                 summaries: list[MetricRunSummary], out_dir: Path) -> tuple[Path, Path]:
+                 summaries: list[MetricRunSummary], out_dir: Path,
+                 manifest: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """One line per input row with a column per convention (empty when that row has no score), read
     from the store under each summary's keys; metrics with a text limit add a ``<convention>:tokens_dropped``
     column and fill the summary's truncation counts."""
@@ -216,15 +282,32 @@ def write_tables(store: ResultStore, rows: list[InputRow], hashes: dict[int, str
             if convention in dropped_by_convention:
                 line[f"{convention}:tokens_dropped"] = dropped_by_convention[convention].get(row.index)
         table.append(line)
-    jsonl, csv_path = out_dir / "scores.jsonl", out_dir / "scores.csv"
-    with open(jsonl, "w", encoding="utf-8") as fh:
+    # Both tables and the manifest switch together: a failed write leaves the previous ones in place.
+    switch = OutputSwitch(out_dir)
+    try:
+        with writing(out_dir):  # a full disk or a read-only directory: CannotWrite, outputs as they were
+            jsonl = switch.write_with(out_dir / "scores.jsonl", lambda tmp: _write_jsonl(tmp, table))
+            csv_path = switch.write_with(out_dir / "scores.csv", lambda tmp: _write_csv(tmp, table))
+            if manifest is not None:
+                switch.set_manifest(manifest)
+            switch.commit()
+    except BaseException:
+        switch.abort()
+        raise
+    return jsonl, csv_path
+
+
+def _write_jsonl(path: Path, table: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
         for line in table:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    with open(csv_path, "w", encoding="utf-8", newline="") as fh:
+
+
+def _write_csv(path: Path, table: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]) if table else ["row"])
         writer.writeheader()
         writer.writerows(table)
-    return jsonl, csv_path
 
 
 __all__ = ["KEY_VERSION", "MetricRunSummary", "key_fields", "metric_key_fields", "score_file", "write_tables"]

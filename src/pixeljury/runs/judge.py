@@ -27,9 +27,10 @@ from pixeljury.runs.exports import FORMATS as EXPORT_FORMATS
 from pixeljury.runs.events import Advanced, BatchFailed, EventSink, Notice, Resuming, RunStopped, TotalChanged, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.exports import write_run_outputs
 from pixeljury.runs.faults import CannotWrite
-from pixeljury.runs.manifest import archive_stale_running, environment, iso_now, write_running_manifest
+from pixeljury.runs.manifest import environment, iso_now
 from pixeljury.runs.lock import RunLock
 from pixeljury.runs.outcome import RunSummary, run_status
+from pixeljury.runs.session import RunSession, open_session
 from pixeljury.runs.plan import KeyContext, PlannedRow, RowPlanner
 from pixeljury.runs.quiet import library_bars_off
 from pixeljury.runs.store import ResultRecord, ResultStore
@@ -229,32 +230,18 @@ def run_judge(config: JudgeConfig, engine_factory: Callable[[], Engine], *, on_e
     out = Path(config.out)
     with RunLock(out):
         inputs = load_inputs(config)
-        store = ResultStore.in_dir(out)
-        manifest: dict[str, Any] = {}
-        try:
-            with library_bars_off(config.quiet):
-                summary = _run(config, engine_factory, inputs, store, manifest, on_event)
-        except CannotWrite as exc:
-            exc.saved = _count(store)
-            raise
-        except KeyboardInterrupt:
-            _mark_interrupted(out, manifest)
-            raise
-        finally:
-            store.close()
-    return summary
+        with open_session(out) as session, library_bars_off(config.quiet):
+            return _run(config, engine_factory, inputs, session, on_event)
 
 
-def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inputs, store: ResultStore,
-         manifest: dict[str, Any], emit: EventSink) -> RunSummary:
-    out = Path(config.out)
+def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inputs, session: RunSession,
+         emit: EventSink) -> RunSummary:
+    out, store = session.out, session.store
     engine = engine_factory()
     with engine:
         rows, ctx = planner(config, inputs, store, engine.model_id, engine.revision)
         stored = store.count()
-        manifest.update(_manifest(config, engine, inputs, ctx, len(rows.rows), out))
-        archive_stale_running(out)
-        write_running_manifest(out, manifest)
+        session.begin(_manifest(config, engine, inputs, ctx, len(rows.rows), out))
         warn_parity(emit)
         if stored:
             emit(Resuming(str(out), stored))
@@ -283,12 +270,11 @@ def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inp
                 emit(RunStopped(runner.stopped))
         missing = work.all_keys - store.existing_keys(work.all_keys)
         permanent = {k for k, (_, lasting) in store.latest_failure_states(missing).items() if lasting}
-        manifest.update(
-            finished_at=iso_now(), requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
+        manifest = session.end(
+            requests=len(work.all_keys), reused=work.reused, computed=runner.computed,
             failed_requests=len(missing), permanent_failures=len(permanent), stopped=runner.stopped,
             rows_planned=len(work.planned), status=run_status(runner.stopped, len(missing), len(permanent)),
         )
-        write_running_manifest(out, manifest)  # how the run ended, should its outputs fail to be written
     try:
         outputs = write_run_outputs(out, store, ("jsonl",) + tuple(config.export_formats), manifest=manifest)
     except CannotWrite as exc:
@@ -309,25 +295,6 @@ def _same_bytes(row: PlannedRow) -> bool:
         return stat_and_hash(Path(row.image_abspath))[2] == row.image_sha256  # type: ignore[arg-type]
     except (ImageLoadError, OSError):
         return False
-
-
-def _count(store: ResultStore) -> int | None:
-    try:
-        return store.count()
-    except Exception:  # noqa: BLE001 - only for the message; the write error is what matters
-        return None
-
-
-def _mark_interrupted(out: Path, manifest: dict[str, Any]) -> None:
-    """Ctrl-C or SIGTERM: the running manifest says so; manifest.json keeps describing the outputs."""
-    if not manifest:
-        return
-    manifest.update(status="interrupted", interrupted_at=iso_now(),
-                    stopped="interrupted by a signal before the run's outputs were written")
-    try:
-        write_running_manifest(out, manifest)
-    except (CannotWrite, OSError):
-        pass
 
 
 def warn_parity(emit: EventSink) -> None:
