@@ -22,15 +22,13 @@ level when every model has a single row, where items resampling would give zero-
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from pixeljury.analysis.agree_output import CSV_STATS, to_csv, to_json  # noqa: F401 - output, known by these names here
 from pixeljury.analysis.agreement import (
     DEFAULT_CI_STATISTICS,
     P_VALUES,
@@ -346,29 +344,46 @@ def sort_rows(rows: list[AgreeRow], by: str, *, descending: bool = True) -> list
     return sorted(defined, key=lambda r: value(r), reverse=descending) + undefined  # type: ignore[arg-type, return-value]
 
 
-# --- output ------------------------------------------------------------------------------------
-
-CSV_STATS = ("srcc", "krcc", "plcc", "plcc_fitted", "pairwise_acc", "pairwise_eps", "ntire", "srcc_p", "krcc_p", "plcc_p")
+# --- the whole command ------------------------------------------------------------------------
 
 
-def to_json(rows: list[AgreeRow], meta: Mapping[str, Any]) -> str:
-    return json.dumps({**meta, "results": [r.as_dict() for r in rows]}, indent=2, allow_nan=False)
+@dataclass
+class AgreementRun:
+    """What ``pixeljury agree`` shows and writes: the rows of every level (each level sorted), the
+    plan's notes, and the fields the JSON output starts with."""
+
+    rows: list[AgreeRow]
+    notes: list[str]
+    meta: dict[str, Any]
+
+    @property
+    def any_defined(self) -> bool:
+        """Whether some column gave at least one statistic at some level."""
+        return any(v is not None for r in self.rows for v in r.result.values.values())
+
+    def undefined_message(self) -> str:
+        """Why nothing could be computed, column by column (for when :attr:`any_defined` is false)."""
+        return "no column gave a statistic: " + "; ".join(
+            f"{r.column} ({r.level}): {r.undefined or '; '.join(r.result.notes)}" for r in self.rows)
 
 
-def to_csv(rows: list[AgreeRow]) -> str:
-    ci_names = sorted({k for r in rows for k in r.result.ci})
-    header = ["column", "level", "n", "n_dropped", *CSV_STATS, "resample"]
-    for k in ci_names:
-        header += [f"{k}_ci_low", f"{k}_ci_high"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for r in rows:
-        line: list[Any] = [r.column, r.level, r.result.n, r.n_dropped]
-        line += ["" if r.result.values.get(k) is None else r.result.values[k] for k in CSV_STATS]
-        line.append(r.resample or "")
-        for k in ci_names:
-            ci = r.result.ci.get(k)
-            line += ["", ""] if ci is None else list(ci)
-        writer.writerow(line)
-    return buf.getvalue()
+def run_agreement(scores: Table, human: Table | None, options: AgreeOptions, levels: Sequence[Level], *,
+                  columns: Sequence[str] = (), exclude: Sequence[str] = (), key: str | None = None,
+                  human_key: str | None = None, sort: str = "srcc", descending: bool = True) -> AgreementRun:
+    """Plan (:func:`plan`), compute every level in ``levels`` and sort each level's rows by ``sort``.
+
+    ``options.resample`` is the unit at model level; with both levels, the sample level resamples
+    items even when models are asked for (there are no models to draw at sample level).
+    ``options.level`` is ignored: ``levels`` says which. ``options`` itself is left unchanged."""
+    the_plan = plan(scores, human, options, levels, columns=columns, exclude=exclude, key=key, human_key=human_key)
+    rows: list[AgreeRow] = []
+    for level in levels:
+        unit = options.resample
+        if level == "sample" and len(levels) > 1 and unit == "models":
+            unit = "items"
+        found = compute(the_plan.inputs[level], the_plan.columns, replace(options, level=level, resample=unit))
+        rows += sort_rows(found, sort, descending=descending)
+    meta = {"scores": scores.source, "human": human.source if human is not None else None,
+            "human_column": options.human_column, "bootstrap": options.n_boot, "seed": options.seed,
+            "confidence": options.confidence, "resample": options.resample, "notes": the_plan.notes}
+    return AgreementRun(rows, the_plan.notes, meta)

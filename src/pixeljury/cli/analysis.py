@@ -13,8 +13,15 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table as RichTable
 
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console() -> Console:
+    """Standard output, as the terminal is now (made per use: no console lives at module level)."""
+    return Console()
+
+
+def _err_console() -> Console:
+    return Console(stderr=True)
 
 
 class LevelChoice(str, Enum):
@@ -46,7 +53,7 @@ def _load_runs(runs: list[Path]) -> list:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _err_console().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -54,7 +61,7 @@ def _write(path: Path | None, text: str, what: str) -> None:
     if path is None:
         return
     _write_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    console.print(f"{what} written to {path}", highlight=False)
+    _console().print(f"{what} written to {path}", highlight=False)
 
 
 def _write_whole(path: Path, write) -> None:
@@ -79,6 +86,7 @@ def _write_whole(path: Path, write) -> None:
 
 def _say_unfinished(runs: list) -> None:
     """Unfinished runs, and runs with requests that could not be judged, said plainly under the table."""
+    console = _console()
     for run in runs:
         note = run.state.note
         if note:
@@ -131,34 +139,25 @@ def agree(
             human_column=human_col, group_by=group_by, pairs_within=pairs_within, n_boot=bootstrap, seed=seed,
             confidence=confidence, resample=resample.value, ci_statistics=_split([ci_stats]),
         )
-        plan = ag.plan(table, human_table, options, levels, columns=_split(columns), exclude=_split(exclude),  # type: ignore[arg-type]
-                       key=key, human_key=human_key)
-        rows: list[ag.AgreeRow] = []
-        for lvl in levels:
-            options.level = lvl  # type: ignore[assignment]
-            # --resample is the model-level unit; with --level both, the sample level redraws items.
-            sample_of_both = lvl == "sample" and len(levels) > 1
-            options.resample = "items" if sample_of_both and resample is UnitChoice.models else resample.value  # type: ignore[assignment]
-            found = ag.compute(plan.inputs[lvl], plan.columns, options)
-            rows += ag.sort_rows(found, sort, descending=not ascending)
+        result = ag.run_agreement(table, human_table, options, levels, columns=_split(columns),  # type: ignore[arg-type]
+                                  exclude=_split(exclude), key=key, human_key=human_key, sort=sort,
+                                  descending=not ascending)
     except (TableError, RunDirError, AgreementError) as exc:
         _fail(str(exc))
         return
-    _print_agreement(rows, confidence if bootstrap else None)
-    for note in plan.notes:
-        console.print(note, highlight=False)
-    meta = {"scores": str(scores), "human": str(human) if human else None, "human_column": human_col,
-            "bootstrap": bootstrap, "seed": seed, "confidence": confidence, "resample": resample.value, "notes": plan.notes}
-    _write(json_out, ag.to_json(rows, meta), "JSON")
-    _write(csv_out, ag.to_csv(rows), "CSV")
-    if all(all(v is None for v in r.result.values.values()) for r in rows):
+    _print_agreement(result.rows, confidence if bootstrap else None)
+    for note in result.notes:
+        _console().print(note, highlight=False)
+    _write(json_out, ag.to_json(result.rows, result.meta), "JSON")
+    _write(csv_out, ag.to_csv(result.rows), "CSV")
+    if not result.any_defined:
         # Nothing to read off the table: say so in the exit status, naming every column's reason.
-        _fail("no column gave a statistic: " + "; ".join(
-            f"{r.column} ({r.level}): {r.undefined or '; '.join(r.result.notes)}" for r in rows))
+        _fail(result.undefined_message())
 
 
 def _print_agreement(rows: list, confidence: float | None) -> None:
     """The screen table; ``confidence`` None when there was no bootstrap (then no CI is promised)."""
+    console = _console()
     title = "Agreement with humans" + ("" if confidence is None else f" ({confidence:.0%} bootstrap CIs in brackets)")
     table = RichTable(title=title, box=box.SIMPLE_HEAD)  # no vertical rules: 13 columns need the room
     for name in ("column", "level", "n", "dropped", "SRCC", "SRCC p", "KRCC", "KRCC p", "PLCC", "PLCC p",
@@ -200,6 +199,7 @@ def leaderboard(
 
     loaded = _load_runs(runs)
     entries = lb.build(loaded, n_boot=bootstrap, seed=seed)
+    console = _console()
     dims = lb.dimensions(entries)
     table = RichTable(title="Leaderboard")
     for name in ("rank", "model", "total", "95% CI", *dims, "scored", "parse fail", "N/A"):
@@ -233,7 +233,7 @@ def report(
     options = ReportOptions(title=title, thumb_size=thumb_size, max_images_per_model=max_images, n_boot=bootstrap, seed=seed)
     written: list[str] = []
     _write_whole(out, lambda tmp: written.append(write_report(loaded, tmp, options)))
-    console.print(f"report written to {out} ({written[0]})", highlight=False)
+    _console().print(f"report written to {out} ({written[0]})", highlight=False)
     _say_unfinished(loaded)
 
 
