@@ -10,13 +10,25 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from pj_testpaths import REPO, SHARED_DATA
+
+SHARED = SHARED_DATA  # $PIXELJURY_SHARED_DIR/data, else ../shared/data
 TIFA = SHARED / "human" / "tifa_v1.0_human_annotations_with_scores.json"
 T2V_IMAGES = SHARED / "images" / "t2v_metrics"
 
-needs_tifa = pytest.mark.skipif(not TIFA.is_file(), reason=f"shared TIFA human data not found at {TIFA}")
-needs_images = pytest.mark.skipif(not T2V_IMAGES.is_dir(), reason=f"shared images not found at {T2V_IMAGES}")
+
+def _shared_data_test(path: Path, what: str):
+    """A decorator: the ``shared_data`` marker, and a skip naming the path when it is absent."""
+    skip = pytest.mark.skipif(not path.exists(), reason=f"shared {what} not found at {path}")
+
+    def mark(test):
+        return pytest.mark.shared_data(skip(test))
+
+    return mark
+
+
+needs_tifa = _shared_data_test(TIFA, "TIFA human data")  # parity with the TIFA paper's human ratings
+needs_images = _shared_data_test(T2V_IMAGES, "images")
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,7 @@
-"""`pixeljury judge` as a user runs it: a real process, a tiny Qwen3-VL judge, real images."""
+"""`pixeljury judge` as a user runs it: a real process, a tiny Qwen3-VL judge, image files on disk.
+
+Inputs are in-repo (tests/fixtures/golden: our drawings and benchmark metadata in the official format),
+saved as PNG, JPEG and WebP, so these tests need nothing from ../shared."""
 
 from __future__ import annotations
 
@@ -12,25 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env
+from pj_testpaths import CHECKLIST_FIXTURE, GOLDEN_IMAGES, GOLDEN_METADATA, subprocess_env
 
 pytestmark = pytest.mark.slow
 
-IMAGES = ["t2v_metrics/0/DALLE3.png", "t2v_metrics/0/SDXL.jpg", "t2v_metrics/1/Midjourney.jpg",
-          "t2v_metrics/1/DeepFloyd.jpg", "imagereward/1.webp", "tifa/drawbench_8.jpg"]
+# (in-repo drawing, the file the input names): row 0 is the 1100x160 RGBA banner (wider than 1024 px, so
+# the judge's square resize runs), the others 240x240 drawings in three formats.
+IMAGES = [("banner.png", "banner.png"), ("painter-faithful-0.png", "f0.jpg"), ("painter-sloppy-0.png", "s0.webp"),
+          ("painter-faithful-1.png", "f1.png"), ("painter-sloppy-1.png", "s1.jpg"), ("painter-faithful-2.png", "f2.webp")]
+BENCH_IDS = ["", "101", "102", "103", "104", "105"]  # row 0 is a custom row: judged on --dimensions
 
 
-def make_input(tmp_path: Path, shared: Path, n: int) -> Path:
+def make_input(tmp_path: Path, n: int) -> Path:
     import csv
 
+    from PIL import Image
+
     path = tmp_path / "inputs" / "gen.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "images").mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["ID", "prompt", "image_path", "model"])
-        for i, rel in enumerate(IMAGES[:n]):
-            bench_id = "" if i == 0 else str(i)
-            w.writerow([bench_id, f"prompt number {i}", str(shared / "images" / rel), "DALLE3" if i % 2 else "SDXL"])
+        for i, (source, name) in enumerate(IMAGES[:n]):
+            image = Image.open(GOLDEN_IMAGES / source)
+            (image if name.endswith(".png") else image.convert("RGB")).save(path.parent / "images" / name)
+            w.writerow([BENCH_IDS[i], f"prompt number {i}", f"images/{name}", "DALLE3" if i % 2 else "SDXL"])
     return path
 
 
@@ -39,8 +48,9 @@ def judge_cmd(inp, out, model, *extra):
             "--rubric-file", str(CHECKLIST_FIXTURE), "--quiet", *extra]
 
 
-def test_judge_end_to_end_with_tiny_model(tmp_path, tiny_model_dir, shared_data, metadata_path):
-    inp = make_input(tmp_path, shared_data, 3)
+def test_judge_end_to_end_with_tiny_model(tmp_path, tiny_model_dir):
+    metadata_path = GOLDEN_METADATA
+    inp = make_input(tmp_path, 3)
     out = tmp_path / "run"
     res = subprocess.run(judge_cmd(inp, out, tiny_model_dir, "--metadata", str(metadata_path), "--max-new-tokens", "16",
                                    "--dimensions", "Quality,Aesthetics", "--export", "csv,parquet,xlsx"),
@@ -49,12 +59,14 @@ def test_judge_end_to_end_with_tiny_model(tmp_path, tiny_model_dir, shared_data,
     from pixeljury.data.metadata import BenchMetadata
 
     meta = BenchMetadata.load(metadata_path)
-    expected_requests = 2 + len(meta.dimensions(1)) + len(meta.dimensions(2))
+    assert len(meta.dimensions(101)) == 2 and len(meta.dimensions(102)) == 3
+    expected_requests = 2 + len(meta.dimensions(101)) + len(meta.dimensions(102))
     assert f"requests: {expected_requests} (reused 0, computed {expected_requests}" in res.stdout
     records = [json.loads(l) for l in (out / "per_image.jsonl").read_text().splitlines()]
     assert [r["row"] for r in records] == [0, 1, 2]
     assert list(records[0]["dimensions"]) == ["Quality", "Aesthetics"]  # custom row: the dimensions asked for
-    assert list(records[1]["dimensions"]) == meta.dimensions(1)
+    assert list(records[1]["dimensions"]) == meta.dimensions(101)
+    assert records[1]["input"]["image_path"] == "images/f0.jpg" and records[2]["image_sha256"]
     # A random model writes noise: every dimension is accounted for, none silently scored.
     n_dims = 0
     for r in records:
@@ -85,8 +97,9 @@ def test_judge_end_to_end_with_tiny_model(tmp_path, tiny_model_dir, shared_data,
         assert (out / name).stat().st_size > 0
 
 
-def test_dry_run_writes_requests_without_a_model(tmp_path, shared_data, metadata_path):
-    inp = make_input(tmp_path, shared_data, 2)
+def test_dry_run_writes_requests_without_a_model(tmp_path):
+    metadata_path = GOLDEN_METADATA
+    inp = make_input(tmp_path, 2)
     out = tmp_path / "dry"
     res = subprocess.run(judge_cmd(inp, out, "no/such-model", "--metadata", str(metadata_path), "--dry-run",
                                    "--dimensions", "Alignment"),
@@ -97,14 +110,15 @@ def test_dry_run_writes_requests_without_a_model(tmp_path, shared_data, metadata
 
     lines = list(read_requests(out / "requests.jsonl"))
 
-    assert len(lines) == 1 + len(BenchMetadata.load(metadata_path).dimensions(1))
+    assert len(lines) == 1 + len(BenchMetadata.load(metadata_path).dimensions(101)) == 3
     first = lines[0]
     assert set(first) == {"row", "ID", "model", "dimension", "system", "user"}
     assert (first["row"], first["ID"], first["model"], first["dimension"]) == (0, None, "SDXL", "Alignment")
     text1, image, text2 = first["user"]
     assert text1["type"] == "text" and text1["text"].startswith("# Prompt\nprompt number 0\n")
     assert image["type"] == "image" and len(image["sha256"]) == 64
-    assert (image["width"], image["height"]) == (1024, 1024)  # DALLE3.png is larger than 1024: parity resize
+    assert (image["width"], image["height"]) == (1024, 1024)  # the banner is wider than 1024: parity resize
+    assert [(l["row"], l["ID"], l["dimension"]) for l in lines[1:]] == [(1, 101, "Alignment"), (1, 101, "Aesthetics")]
     assert text2["text"].startswith("\n\n# Dimension under test\nAlignment")
     assert not (out / "results.sqlite").exists()
 
@@ -127,8 +141,8 @@ def count_results(db: Path) -> int:
         return 0
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, shared_data):
-    inp = make_input(tmp_path, shared_data, 6)
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir):
+    inp = make_input(tmp_path, 6)
     common = ["--max-new-tokens", "40", "--batch-size", "1", "--dimensions", "Quality,Alignment"]
     killed = tmp_path / "killed"
     env = subprocess_env()

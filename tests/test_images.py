@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,18 +19,41 @@ def test_target_size_parity_and_keep_aspect():
     assert target_size(800, 2000, keep_aspect=True) == (410, 1024)
 
 
-def test_wrong_extension_jpeg_named_png_just_works(shared_data):
-    path = shared_data / "images" / "t2v_metrics" / "0.png"
+def photo_like_jpeg_named_png(folder: Path) -> Path:
+    """A 1920x1280 JPEG saved under a .png name: smooth gradients plus seeded noise, like a photo."""
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:1280, 0:1920]
+    base = np.stack([x * 255 / 1919, y * 255 / 1279, (x + y) * 255 / 3198], axis=-1)
+    arr = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    path = folder / "photo.png"
+    Image.fromarray(arr, "RGB").save(path, format="JPEG", quality=90)
+    return path
+
+
+def test_wrong_extension_jpeg_named_png_just_works(tmp_path):
+    path = photo_like_jpeg_named_png(tmp_path)
+    assert path.read_bytes()[:3] == b"\xff\xd8\xff"
     img, info = load_for_judge(path)
     assert info.format == "JPEG" and (info.width, info.height) == (1920, 1280)
     assert img.mode == "RGB" and img.size == (1024, 1024)
 
 
-def test_parity_resize_matches_pil_lanczos_directly(shared_data):
-    path = shared_data / "images" / "t2v_metrics" / "0.png"
+def test_parity_resize_matches_pil_lanczos_directly(tmp_path):
+    path = photo_like_jpeg_named_png(tmp_path)
     img, _ = load_for_judge(path)
     ref = Image.open(path).convert("RGB").resize((1024, 1024), Image.LANCZOS)
     assert np.array_equal(np.asarray(img), np.asarray(ref))
+    # not trivially equal: the resize changed the pixels
+    assert not np.array_equal(np.asarray(img), np.asarray(Image.open(path).convert("RGB").resize((1024, 1024))))
+
+
+def test_real_camera_jpeg_named_png_from_the_shared_data(shared_data):
+    """The same two checks on a real generator's JPEG that came named .png (../shared/data)."""
+    path = shared_data / "images" / "t2v_metrics" / "0.png"
+    img, info = load_for_judge(path)
+    assert info.format == "JPEG" and (info.width, info.height) == (1920, 1280)
+    ref = Image.open(path).convert("RGB").resize((1024, 1024), Image.LANCZOS)
+    assert img.mode == "RGB" and np.array_equal(np.asarray(img), np.asarray(ref))
 
 
 def test_rgba_composited_over_white(tmp_path):

@@ -17,7 +17,7 @@ from pixeljury.engines.base import EngineError
 from pixeljury.engines.replay import ReplayEngine
 from pixeljury.rubric.taxonomy import TREE
 
-from pj_testpaths import CHECKLIST_FIXTURE
+from pj_testpaths import CHECKLIST_FIXTURE, GOLDEN_METADATA
 
 
 def all_ones_answer(dimension: str) -> str:
@@ -51,12 +51,13 @@ def judge(inp, out, engine, **kw):
 
 
 @pytest.fixture
-def three_rows(tmp_path, metadata_path):
+def three_rows(tmp_path, golden_metadata):
+    """Two benchmark rows (IDs from the in-repo metadata: 101 asks 2 dimensions, 102 asks 3) and a custom one."""
     names = make_images(tmp_path / "imgs", 3)
-    rows = [{"ID": 1, "prompt": "p1", "image_path": names[0], "model": "A"},
-            {"ID": 2, "prompt": "p2", "image_path": names[1], "model": "A"},
+    rows = [{"ID": 101, "prompt": "p1", "image_path": names[0], "model": "A"},
+            {"ID": 102, "prompt": "p2", "image_path": names[1], "model": "A"},
             {"prompt": "custom", "image_path": names[2], "model": "B"}]
-    return write_jsonl(tmp_path / "in.jsonl", rows), metadata_path
+    return write_jsonl(tmp_path / "in.jsonl", rows), golden_metadata
 
 
 def test_scores_and_outputs_with_recorded_answers(three_rows, tmp_path):
@@ -66,7 +67,9 @@ def test_scores_and_outputs_with_recorded_answers(three_rows, tmp_path):
     from pixeljury.data.metadata import BenchMetadata
 
     md = BenchMetadata.load(meta)
-    expected = len(md.dimensions(1)) + len(md.dimensions(2)) + 2
+    assert md.dimensions(101) == ["Alignment", "Aesthetics"]
+    assert md.dimensions(102) == ["Alignment", "Quality", "Creative Generation"]
+    expected = 2 + 3 + 2
     assert s.computed == expected == engine.calls and s.reused == 0 and s.failed == 0
     bench = pixeljury.load_bench(tmp_path / "run")
     assert bench["A"]["total"] == 60.0 and bench["A"]["n_images"] == 2 and bench["A"]["comparable"] is False
@@ -74,7 +77,8 @@ def test_scores_and_outputs_with_recorded_answers(three_rows, tmp_path):
     images = pixeljury.load_images(tmp_path / "run")
     assert [r["row"] for r in images] == [0, 1, 2]
     assert images[2]["comparable"] is False and list(images[2]["dimensions"]) == ["Quality", "Alignment"]
-    assert images[0]["input"] == {"ID": 1, "prompt": "p1", "image_path": "imgs/img0.png", "model": "A"}
+    assert images[0]["input"] == {"ID": 101, "prompt": "p1", "image_path": "imgs/img0.png", "model": "A"}
+    assert list(images[0]["dimensions"]) == ["Alignment", "Aesthetics"]  # the metadata's, not --dimensions
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["computed"] == expected and manifest["finished_at"] and manifest["rubric"]["source"] == "official"
     assert manifest["judge"]["engine"] == "replay" and manifest["input_sha256"]
@@ -149,7 +153,7 @@ CATALOGUE = [  # (case, prompt, image, extra fields)
     ("cmyk", "cmyk", "imgs/cmyk.jpg", {}),
     ("16-bit", "16-bit", "imgs/deep.png", {}),
     ("grayscale", "gray", "imgs/gray.png", {}),
-    ("wrong extension", "jpeg named png", "<shared>/images/t2v_metrics/0.png", {}),
+    ("wrong extension", "jpeg named png", "imgs/jpeg.png", {}),
     ("missing image", "missing", "imgs/nope.png", {}),
     ("corrupt image", "corrupt", "imgs/corrupt.png", {}),
     ("decompression bomb", "bomb", "imgs/bomb.png", {}),
@@ -162,9 +166,6 @@ ROW = {case: i for i, (case, *_rest) in enumerate(CATALOGUE)}
 
 @pytest.fixture(scope="module")
 def catalogue_run(tmp_path_factory):
-    from pj_testpaths import METADATA, SHARED_DATA, need_shared
-
-    need_shared(SHARED_DATA)
     tmp = tmp_path_factory.mktemp("catalogue")
     imgs = tmp / "imgs"
     imgs.mkdir()
@@ -173,12 +174,13 @@ def catalogue_run(tmp_path_factory):
     Image.new("CMYK", (20, 20), (10, 200, 30, 0)).save(imgs / "cmyk.jpg")
     Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)).save(imgs / "deep.png")
     Image.new("L", (20, 20), 90).save(imgs / "gray.png")
+    Image.new("RGB", (30, 20), (40, 90, 200)).save(imgs / "jpeg.png", format="JPEG")
     (imgs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     bomb_png(imgs / "bomb.png")
-    rows = [{"prompt": prompt, "image_path": image.replace("<shared>", str(SHARED_DATA)), **extra}
-            for _case, prompt, image, extra in CATALOGUE]
+    assert (imgs / "jpeg.png").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG under a .png name
+    rows = [{"prompt": prompt, "image_path": image, **extra} for _case, prompt, image, extra in CATALOGUE]
     inp = write_jsonl(tmp / "in.jsonl", rows)
-    summary = judge(inp, tmp / "run", ReplayEngine(answer_for), metadata=METADATA, dimensions=["Quality"])
+    summary = judge(inp, tmp / "run", ReplayEngine(answer_for), metadata=GOLDEN_METADATA, dimensions=["Quality"])
     images = {r["row"]: r for r in pixeljury.load_images(tmp / "run")}
     return summary, images, pixeljury.load_bench(tmp / "run")["in"]
 
@@ -269,7 +271,8 @@ def test_export_regenerates_outputs_from_the_store(three_rows, tmp_path):
 
     table = pq.read_table(run / "per_image.parquet").to_pylist()
     assert [r["total"] for r in table] == [60.0, 60.0, 60.0]
-    assert table[0]["Quality/Detail/Noise"] == 60.0
+    assert table[0]["Quality/Detail/Noise"] is None  # ID 101 is not judged on Quality
+    assert table[1]["Quality/Detail/Noise"] == table[2]["Quality/Detail/Noise"] == 60.0
     wb = load_workbook(run / "scores.xlsx")
     assert wb.sheetnames == ["Level-1", "Level-2", "Level-3", "Images"]
     assert [c.value for c in wb["Level-1"][2]][:3] == ["A", 60.0, 60.0]

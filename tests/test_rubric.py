@@ -17,7 +17,19 @@ def test_taxonomy_counts_and_shared_composition():
     assert l3_to_l2("Creative Generation")["Composition"] == "Visual Storytelling"
 
 
+def test_metadata_facets_are_taxonomy_facets(golden_metadata):
+    from pixeljury.data.metadata import BenchMetadata, parse_dims
+
+    meta = BenchMetadata.load(golden_metadata)
+    seen = {(p.l1, p.l2, p.l3) for dims in meta.dims_by_id.values() for p in parse_dims(dims)}
+    assert len(seen) == 13 and seen <= set(iter_facets())  # 14 listed, "Layout / 2D Space" twice
+    assert ("Creative Generation", "Visual Storytelling", "Camera / Lens Style") in seen  # a name with a slash
+    assert ("Quality", "Resolution", "Resolution") in seen  # an L2 without L3s: the L3 is the L2
+
+
+@pytest.mark.shared_data
 def test_taxonomy_matches_benchmark_metadata(metadata_path):
+    """Parity: the facets of all 4,105 official requests are exactly the taxonomy's 56."""
     from pixeljury.data.metadata import BenchMetadata, parse_dims
 
     meta = BenchMetadata.load(metadata_path)
