@@ -1,5 +1,6 @@
-"""The evaluator contract (pixeljury.core.evaluator) with a two-stage test evaluator on the tiny judge:
-ask, then ask again using the first answer, the second time as log-probability scoring."""
+"""The evaluator contract (pixeljury.core.evaluator) with a two-stage test evaluator on the tiny judge,
+through the store-backed runner (pixeljury.runs.evaluate.run_evaluator): ask, then ask again using
+the first answer, the second time as log-probability scoring; resume from a run directory."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from PIL import Image
 
 from two_stage_evaluator import NameThenCheck
 
-from pixeljury.core.evaluator import ImageRef, Reading, Sample, Verdict, VerdictMeans, evaluate
-from pixeljury.engines.base import EngineError, ScoreRequest
+from pixeljury.core.evaluator import ImageRef, Reading, Sample, Verdict, VerdictMeans
+from pixeljury.engines.base import EngineError, ImagePart, ScoreRequest, TextPart
 from pixeljury.engines.replay import ReplayEngine
+from pixeljury.runs.evaluate import run_evaluator as evaluate
+from pixeljury.runs.store import ResultStore
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,8 @@ def test_two_stages_and_log_probabilities_through_the_driver(engine, samples) ->
         thing = by[(s.sample_id, "name")].detail["thing"]
         assert by[(s.sample_id, "check")].detail["thing"] == thing
         question = f"Does the image show this: {thing}? Answer Yes or No."
-        direct = engine.score([ScoreRequest("x", "", NameThenCheck()._parts(s, question), candidates=["Yes", "No"])])[0]
+        image = ImagePart(Image.open(s.images[0].path).convert("RGB"), s.images[0].sha256)
+        direct = engine.score([ScoreRequest("x", "", [image, TextPart(question)], candidates=["Yes", "No"])])[0]
         p_yes = math.exp(direct.logprobs["Yes"]) / (math.exp(direct.logprobs["Yes"]) + math.exp(direct.logprobs["No"]))
         assert by[(s.sample_id, "check")].value == pytest.approx(p_yes, rel=1e-5)
     checks = [by[(s.sample_id, "check")].value for s in samples]
@@ -54,14 +58,22 @@ def test_two_stages_and_log_probabilities_through_the_driver(engine, samples) ->
     assert result.aggregate["check"]["counts"] == {"scored": 5}
 
 
-def test_resume_reads_committed_answers_and_asks_nothing(engine, samples) -> None:
-    store: dict[str, object] = {}
-    first = evaluate(NameThenCheck(), samples[:3], engine, lookup=store.get, commit=store.__setitem__)
-    assert (first.asked, first.reused, len(store)) == (6, 0, 6)
-    again = evaluate(NameThenCheck(), samples, engine, lookup=store.get, commit=store.__setitem__)
+def test_resume_reads_committed_answers_and_asks_nothing(engine, samples, tmp_path) -> None:
+    out = tmp_path / "run"
+    first = evaluate(NameThenCheck(), samples[:3], engine, out=out)
+    with ResultStore.in_dir(out) as store:
+        assert (first.asked, first.reused, store.count()) == (6, 0, 6)
+        checks = [r for r in store.iter_results() if r.dimension == "check"]
+        assert len(checks) == 3 and all(set(r.parsed["answer"]["logprobs"]) == {"Yes", "No"} for r in checks)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["job"], manifest["status"], manifest["asked"]) == ("evaluate", "complete", 6)
+    assert manifest["evaluator"] == {"evaluator": "name-then-check", "version": "1", "settings": {}}
+    again = evaluate(NameThenCheck(), samples, engine, out=out)
     assert (again.asked, again.reused) == (4, 6)  # only the two new samples' two stages ran
     assert again.aggregate["name"]["counts"] == {"scored": 5}
-    assert [v.value for v in again.verdicts if v.sample_id in "012"] == [v.value for v in first.verdicts]
+    # stored answers are read again, the second stage rebuilt from the first's stored answer
+    assert [(v.name, v.value, v.detail) for v in again.verdicts if v.sample_id in "012"] == \
+        [(v.name, v.value, v.detail) for v in first.verdicts]
 
 
 def test_shard_states_merge_to_the_whole(engine, samples) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import math
 
-from PIL import Image
-
-from pixeljury.core.evaluator import Ask, Evaluator, EvaluatorIdentity, Reading, Sample, Verdict, VerdictMeans
-from pixeljury.engines.base import ChatRequest, GenerationParams, ImagePart, ScoreRequest, TextPart
+from pixeljury.core.evaluator import Ask, Evaluator, EvaluatorIdentity, Reading, Sample, Verdict, VerdictMeans, lazy_image
+from pixeljury.engines.base import ChatRequest, GenerationParams, ScoreRequest, TextPart
 
 
 class NameThenCheck(Evaluator):
@@ -19,8 +17,7 @@ class NameThenCheck(Evaluator):
     params = GenerationParams(max_new_tokens=6, enable_thinking=False)
 
     def _parts(self, sample: Sample, text: str) -> list:
-        image = Image.open(sample.images[0].path).convert("RGB")
-        return [ImagePart(image, sample.images[0].sha256), TextPart(text)]
+        return [lazy_image(sample.images[0]), TextPart(text)]  # the runner loads the image when it sends
 
     def plan(self, sample: Sample) -> list[Ask]:
         request = ChatRequest(f"{sample.sample_id}:name", "Be brief.", self._parts(sample, "Name one object here."))

@@ -91,23 +91,25 @@ def test_unscorable_requests_fail_alone(engine: VLLMEngine) -> None:
 
 
 def test_the_two_stage_test_evaluator_runs_on_vllm(engine: VLLMEngine, tmp_path: Path) -> None:
-    """The evaluator of tests/test_evaluator_contract.py through the driver, with resume, on vLLM."""
+    """The evaluator of tests/test_evaluator_contract.py through the store-backed runner, with resume
+    from its run directory, on vLLM."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from two_stage_evaluator import NameThenCheck
 
-    from pixeljury.core.evaluator import ImageRef, Sample, evaluate
+    from pixeljury.core.evaluator import ImageRef, Sample
+    from pixeljury.runs.evaluate import run_evaluator
 
     samples = []
     for i in range(3):
         path = tmp_path / f"{i}.png"
         noise_image(30 + i, 64).save(path)
         samples.append(Sample(str(i), f"prompt {i}", (ImageRef(path, f"noise-{30 + i}"),)))
-    store: dict = {}
-    first = evaluate(NameThenCheck(), samples[:2], engine, lookup=store.get, commit=store.__setitem__)
+    out = tmp_path / "run"
+    first = run_evaluator(NameThenCheck(), samples[:2], engine, out=out)
     assert (first.asked, first.reused) == (4, 0)
-    result = evaluate(NameThenCheck(), samples, engine, lookup=store.get, commit=store.__setitem__)
+    result = run_evaluator(NameThenCheck(), samples, engine, out=out)
     assert (result.asked, result.reused) == (2, 4)
     checks = [v for v in result.verdicts if v.name == "check"]
     assert len(checks) == 3 and all(v.status == "scored" and 0.0 < v.value < 1.0 for v in checks)

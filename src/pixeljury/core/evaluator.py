@@ -14,9 +14,9 @@ An evaluator knows how to ask and how to read; it knows nothing of how a model r
 5. hands out an **accumulator** (:mod:`pixeljury.core.accumulator`) that aggregates its verdicts
    and merges across shards bit for bit.
 
-:func:`evaluate` drives an evaluator over samples with one engine, in batches, stage by stage. It
-holds no store: a front end that resumes passes ``lookup``/``commit`` callbacks (the run store), so
-an answer already committed under an ask's key is read, not recomputed. No torch here.
+The contract holds no driver: :func:`pixeljury.runs.evaluate.run_evaluator` runs any evaluator
+over samples through the store (resume, retries, failures recorded, events), and ``pixeljury
+judge`` runs Q-Judger through the same runner. No torch here, and no other pixeljury package.
 """
 
 from __future__ import annotations
@@ -24,14 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, Union
 
+from PIL import Image
+
 from pixeljury.core.accumulator import Accumulator, ExactMean
 from pixeljury.core.requests import (
-    ChatRequest, EngineCapabilities, EngineError, Generation, GenerationParams, ScoreRequest, Scores,
+    ChatRequest, EngineCapabilities, EngineError, Generation, GenerationParams, ImagePart, ScoreRequest, Scores,
 )
 
 Answer = Union[Generation, Scores]
@@ -119,11 +121,33 @@ class Reading:
     follow_ups: list[Ask] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StoredForm:
+    """How a verdict is kept in a run store: the record's status word, its parsed payload, its error."""
+
+    status: str
+    parsed: dict[str, Any]
+    error: str | None = None
+
+
+def content_key(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of key fields (sorted keys, no whitespace): the result key."""
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class Evaluator(ABC):
-    """Subclasses set :attr:`identity` and implement :meth:`plan`, :meth:`read` and :meth:`accumulator`."""
+    """Subclasses set :attr:`identity` and implement :meth:`plan`, :meth:`read` and :meth:`accumulator`.
+
+    Image parts of planned requests may be left unloaded (``ImagePart(None, sha256)``, see
+    :func:`lazy_image`): the driver loads each with :meth:`load_image` only when the request is
+    sent, so planning (and finding what a store already holds) decodes no image."""
 
     identity: EvaluatorIdentity
     params: GenerationParams = GenerationParams()  # decoding settings of its chat requests
+    # True when read() may return follow-ups: a resumed run then reads stored answers again to
+    # rebuild the later stages (single-stage evaluators skip that work).
+    multi_stage: bool = False
 
     @abstractmethod
     def plan(self, sample: Sample) -> list[Ask]:
@@ -137,15 +161,47 @@ class Evaluator(ABC):
     def accumulator(self) -> Accumulator:
         """A fresh accumulator that takes this evaluator's verdicts."""
 
-    def ask_key(self, sample: Sample, ask: Ask) -> str:
-        """The content key of an ask: the evaluator's identity, the sample's content (prompt and
-        image hashes) and the ask's name and request text. Equal keys mean equal answers can be reused."""
+    def key_fields(self, sample: Sample, ask: Ask) -> dict[str, Any]:
+        """What an ask's result depends on: the evaluator's identity, the sample's content (prompt
+        and image hashes), the ask's name and request text, the decoding settings. Stored with the result."""
         request = ask.request
         texts = [request.system, *(getattr(p, "text", None) or getattr(p, "sha256", "") for p in request.user)]
         extra = (request.candidates, request.continuation) if isinstance(request, ScoreRequest) else self.params.as_dict()
-        payload = {**self.identity.as_dict(), "prompt": sample.prompt, "images": [i.sha256 for i in sample.images],
-                   "ask": ask.name, "kind": ask.kind, "texts": texts, "extra": extra}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return {**self.identity.as_dict(), "prompt": sample.prompt, "images": [i.sha256 for i in sample.images],
+                "ask": ask.name, "kind": ask.kind, "texts": texts, "extra": extra}
+
+    def ask_key(self, sample: Sample, ask: Ask) -> str:
+        """The content key of an ask (of :meth:`key_fields`). Equal keys mean equal answers can be reused."""
+        return content_key(self.key_fields(sample, ask))
+
+    def load_image(self, ref: ImageRef) -> Image.Image:
+        """An image as this evaluator sends it (override for a protocol's own resize). Raise an
+        ``ImageLoadError`` (pixeljury.data.images) for a file that cannot be used."""
+        with Image.open(ref.path) as img:
+            return img.convert("RGB")
+
+    def stored_form(self, verdict: Verdict) -> StoredForm:
+        """How a verdict is kept in a run store (override to keep a protocol's own words)."""
+        return StoredForm(verdict.status, {"value": verdict.value, **verdict.detail}, verdict.error)
+
+
+def lazy_image(ref: ImageRef) -> ImagePart:
+    """An image part that names an image without holding it; the driver loads it before sending."""
+    return ImagePart(None, ref.sha256)  # type: ignore[arg-type]
+
+
+def unloaded(request: ChatRequest | ScoreRequest) -> list[str]:
+    """SHA-256s of the request's image parts that are not loaded yet."""
+    return [p.sha256 for p in request.user if isinstance(p, ImagePart) and p.image is None]
+
+
+def with_images(request: ChatRequest | ScoreRequest, images: Mapping[str, Image.Image]) -> ChatRequest | ScoreRequest:
+    """A copy of ``request`` whose unloaded image parts hold ``images[sha256]``."""
+    if not unloaded(request):
+        return request
+    user = [ImagePart(images[p.sha256], p.sha256) if isinstance(p, ImagePart) and p.image is None else p
+            for p in request.user]
+    return replace(request, user=user)
 
 
 class VerdictMeans(Accumulator):
@@ -193,71 +249,13 @@ class VerdictMeans(Accumulator):
 class EvaluationResult:
     verdicts: list[Verdict]
     aggregate: Any
-    asked: int  # answers computed by the engine in this call
-    reused: int  # answers read through ``lookup``
+    asked: int  # requests sent to the engine in this call
+    reused: int  # answers read from the store instead
+    stopped: str | None = None  # why the run stopped before the end, if it did
 
 
-def evaluate(
-    evaluator: Evaluator,
-    samples: Iterable[Sample],
-    engine: RequestEngine,
-    *,
-    batch_size: int | None = None,
-    lookup: Callable[[str], Answer | None] | None = None,
-    commit: Callable[[str, Answer], None] | None = None,
-    max_stages: int = 8,
-) -> EvaluationResult:
-    """Run ``evaluator`` over ``samples`` on ``engine``: plan, batch by request kind, read, follow up
-    (at most ``max_stages`` rounds), accumulate. An ask the engine fails on becomes an ``error``
-    verdict (never a score); an engine that lacks a request kind the evaluator needs is refused
-    before anything runs."""
-    samples = list(samples)
-    pending: list[tuple[Sample, Ask]] = [(s, a) for s in samples for a in evaluator.plan(s)]
-    _check_capabilities(engine, (a for _, a in pending))
-    verdicts: list[Verdict] = []
-    asked = reused = 0
-    size = max(1, batch_size or engine.preferred_batch_size)
-    for _stage in range(max_stages):
-        if not pending:
-            break
-        follow: list[tuple[Sample, Ask]] = []
-        answers: list[tuple[Sample, Ask, Answer]] = []
-        todo: list[tuple[Sample, Ask, str]] = []
-        for sample, ask in pending:
-            key = evaluator.ask_key(sample, ask)
-            stored = lookup(key) if lookup else None
-            if stored is not None:
-                answers.append((sample, ask, stored))
-                reused += 1
-            else:
-                todo.append((sample, ask, key))
-        for kind in ("chat", "score"):
-            group = [t for t in todo if t[1].kind == kind]
-            for start in range(0, len(group), size):
-                batch = group[start : start + size]
-                for (sample, ask, key), answer in zip(batch, _run(engine, evaluator, [a for _, a, _ in batch])):
-                    asked += 1
-                    if answer.error is None and commit is not None:
-                        commit(key, answer)
-                    answers.append((sample, ask, answer))
-        for sample, ask, answer in answers:
-            if answer.error is not None:
-                verdicts.append(Verdict(sample.sample_id, ask.name, "error", error=answer.error,
-                                        retryable=answer.retryable))
-                continue
-            reading = evaluator.read(sample, ask, answer)
-            verdicts.extend(reading.verdicts)
-            follow.extend((sample, a) for a in reading.follow_ups)
-        _check_capabilities(engine, (a for _, a in follow))
-        pending = follow
-    if pending:
-        raise EngineError(f"{evaluator.identity.name} still asked follow-ups after {max_stages} stages", retryable=False)
-    acc = evaluator.accumulator()
-    acc.update_many(verdicts)
-    return EvaluationResult(verdicts, acc.compute(), asked, reused)
-
-
-def _check_capabilities(engine: RequestEngine, asks: Iterable[Ask]) -> None:
+def check_capabilities(engine: RequestEngine, asks: Iterable[Ask]) -> None:
+    """Refuse, before anything runs, asks of a kind the engine lacks or with more images than it takes."""
     caps = engine.capabilities
     for ask in asks:
         if not caps.supports(ask.kind):
@@ -269,22 +267,8 @@ def _check_capabilities(engine: RequestEngine, asks: Iterable[Ask]) -> None:
                               f"{caps.max_images_per_request} per request", retryable=False)
 
 
-def _run(engine: RequestEngine, evaluator: Evaluator, asks: Sequence[Ask]) -> list[Answer]:
-    """One batch of one kind; a batch the engine raises on becomes one error answer per ask."""
-    requests = [a.request for a in asks]
-    try:
-        if asks[0].kind == "score":
-            out: list[Answer] = list(engine.score(requests))  # type: ignore[arg-type]
-        else:
-            out = list(engine.generate(requests, evaluator.params))  # type: ignore[arg-type]
-    except EngineError as exc:
-        return [Generation(r.request_id, "", "error", error=str(exc), retryable=exc.retryable) for r in requests]
-    if [a.request_id for a in out] != [r.request_id for r in requests]:
-        raise EngineError(f"the {engine.name} engine returned answers out of order or missing", retryable=False)
-    return out
-
-
 __all__ = [
-    "Answer", "Ask", "RequestEngine", "EvaluationResult", "Evaluator", "EvaluatorIdentity", "ImageRef", "Reading", "Sample",
-    "Verdict", "VerdictMeans", "evaluate",
+    "Answer", "Ask", "EvaluationResult", "Evaluator", "EvaluatorIdentity", "ImageRef", "Reading", "RequestEngine", "Sample",
+    "StoredForm", "Verdict", "VerdictMeans", "check_capabilities", "content_key", "lazy_image", "unloaded",
+    "with_images",
 ]

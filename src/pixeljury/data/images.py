@@ -22,6 +22,15 @@ class ImageLoadError(ValueError):
     """One image cannot be used; the message says why (missing, corrupt, too large...)."""
 
 
+class ImageChanged(ImageLoadError):
+    """The file's bytes are no longer those its content key was made from (rewritten after it was
+    hashed): its answer must not be stored under the old key. ``sha256``: what the file holds now."""
+
+    def __init__(self, path: str | os.PathLike[str], sha256: str):
+        super().__init__(f"image file {path} changed during the run; rerun to judge the new file")
+        self.path, self.sha256 = Path(path), sha256
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     sha256: str  # of the file's bytes
@@ -227,6 +236,7 @@ __all__ = [
     "ImageInfo",
     "ImageLoadError",
     "PixelParity",
+    "ImageChanged",
     "load_for_judge",
     "open_image",
     "open_regular_file",

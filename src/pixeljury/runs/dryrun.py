@@ -16,9 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixeljury.core.evaluator import ImageRef, Sample, with_images
 from pixeljury.data.images import ImageLoadError, load_for_judge
 from pixeljury.engines.base import ImagePart, TextPart
-from pixeljury.protocols import qjudger
+from pixeljury.protocols.qjudger_evaluator import QJudger
 from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path
 from pixeljury.runs.events import Advanced, EventSink, RowNote, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.exports import slug
@@ -71,9 +72,9 @@ def _decode(path: Path, keep_aspect: bool, keep_image: bool):
 
 
 class _DryRun:
-    def __init__(self, config: JudgeConfig, rubric, writer: RequestWriter, emit: EventSink,
+    def __init__(self, config: JudgeConfig, evaluator: QJudger, writer: RequestWriter, emit: EventSink,
                  progress: _Progress, pool: ThreadPoolExecutor, save_images: Path | None):
-        self.config, self.rubric, self.writer, self.emit = config, rubric, writer, emit
+        self.config, self.evaluator, self.writer, self.emit = config, evaluator, writer, emit
         self.progress, self.pool, self.save_images = progress, pool, save_images
         self.skipped = 0
         self.sizes: dict[str, _Sized] = {}  # image sha256 -> size as sent (each distinct image decoded once)
@@ -123,10 +124,10 @@ class _DryRun:
                 self.sizes[sha] = image
         else:
             image = pending
+        sample = Sample(str(row.row), row.prompt, (ImageRef(Path(row.image_abspath or ""), sha),))
         for dim, key in row.keys.items():
-            # The same request a real run builds; only the image's size is read from it.
-            req = qjudger.build_request(self.rubric, row.prompt, dim, image, sha,  # type: ignore[arg-type]
-                                        f"{dim}:{key}")
+            # The same request a real run builds (the evaluator's); only the image's size is read from it.
+            req = with_images(self.evaluator.ask(sample, dim, key).request, {sha: image})  # type: ignore[dict-item]
             saved = None
             if self.save_images is not None:
                 saved = self.save_images / saved_image_name(row.row, dim)
@@ -170,7 +171,7 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(dest.parent)  # of dry runs or exports killed half-way (dead pids only)
         with ResultStore(":memory:") as scratch:
-            rows, _ = planner(config, inputs, scratch, judge_model, judge_revision)
+            rows, ctx = planner(config, inputs, scratch, judge_model, judge_revision)
             planned = iter(rows)
             try:
                 fault_point(tmp_requests)  # PIXELJURY_FAULT, for tests (runs.faults)
@@ -181,7 +182,8 @@ def dry_run(config: JudgeConfig, judge_model: str | None, judge_revision: str | 
                         ThreadPoolExecutor(max_workers=max(1, config.loader_threads),
                                            thread_name_prefix="pixeljury-dry-decode") as pool:
                     writer = RequestWriter(req_fh, text_fh)
-                    run = _DryRun(config, inputs.rubric, writer, on_event, progress, pool, save_images)
+                    evaluator = QJudger(inputs.rubric, ctx, keep_aspect=config.keep_aspect)
+                    run = _DryRun(config, evaluator, writer, on_event, progress, pool, save_images)
                     try:
                         for row in planned:
                             run.add(row)

@@ -7,17 +7,16 @@ import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pixeljury.data.images import ImageLoadError, stat_and_hash
 from pixeljury.data.inputs import InputRow
 from pixeljury.data.metadata import BenchMetadata
-from pixeljury.engines.base import GenerationParams
-from pixeljury.protocols.qjudger import PROTOCOL_ID, PROTOCOL_VERSION, control_tokens_in
+from pixeljury.protocols.qjudger import control_tokens_in
+from pixeljury.protocols.qjudger_evaluator import KeyContext
 from pixeljury.rubric.model import Rubric
-from pixeljury.runs.store import ResultStore, result_key
+from pixeljury.runs.store import ResultStore
 
 
 @dataclass
@@ -39,32 +38,6 @@ class PlannedRow:
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class KeyContext:
-    """Everything besides the image, prompt and dimension that determines a result."""
-
-    judge_model: str
-    judge_revision: str | None
-    rubric_sha256: str
-    params: GenerationParams
-    preprocess: str  # e.g. "rgb-lanczos-hfirst-1024-square" (parity) or "...-keep-aspect"
-
-    def key_fields(self, image_sha256: str, prompt: str, dimension: str) -> dict[str, Any]:
-        return {**self._fixed_fields, "image_sha256": image_sha256, "prompt": prompt, "dimension": dimension}
-
-    @cached_property
-    def _fixed_fields(self) -> dict[str, Any]:  # the same for every request of a run: built once
-        return {
-            "protocol": PROTOCOL_ID,
-            "protocol_version": PROTOCOL_VERSION,
-            "judge_model": self.judge_model,
-            "judge_revision": self.judge_revision,
-            "rubric_sha256": self.rubric_sha256,
-            "params": self.params.as_dict(),
-            "preprocess": self.preprocess,
-        }
 
 
 def _stat_and_hash(path: Path) -> tuple[int, int, str]:
@@ -232,7 +205,7 @@ class RowPlanner:
         else:
             seen[ident] = r.index
         row.dimensions = dims
-        row.keys = {d: result_key(self.ctx.key_fields(sha, r.prompt, d)) for d in dims}  # type: ignore[arg-type]
+        row.keys = {d: self.ctx.key(sha, r.prompt, d) for d in dims}  # type: ignore[arg-type]
         return row
 
     def flush(self) -> None:

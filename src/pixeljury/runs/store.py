@@ -8,7 +8,6 @@ Failed attempts are kept in a separate table and never take the place of a resul
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sqlite3
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pixeljury.core.evaluator import content_key
 from pixeljury.runs.faults import cannot_write, fault_point, writing
 
 SCHEMA_VERSION = 2  # 2: failures.permanent
@@ -84,10 +84,7 @@ def _json(obj: Any, **kw: Any) -> str:
     return storable_text(json.dumps(obj, ensure_ascii=False, **kw))  # type: ignore[return-value]
 
 
-def result_key(fields: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the key fields (sorted keys, no whitespace)."""
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+result_key = content_key  # SHA-256 of the canonical JSON of the key fields (sorted keys, no whitespace)
 
 
 @dataclass
