@@ -126,15 +126,19 @@ def _run(tmp_path: Path, out: str, monkeypatch, **kw):
     return summary, records, json.loads((tmp_path / out / "manifest.json").read_text())
 
 
-def test_a_row_with_another_prompt_is_judged_but_not_comparable(tmp_path, monkeypatch, capsys):
-    summary, records, manifest = _run(tmp_path, "warn", monkeypatch, quiet=False)
+def test_a_row_with_another_prompt_is_judged_but_not_comparable(tmp_path, monkeypatch):
+    from pixeljury.runs.events import Collect, RowNote
+
+    heard = Collect()
+    summary, records, manifest = _run(tmp_path, "warn", monkeypatch, quiet=False, on_event=heard)
     assert summary.complete and manifest["prompts_checked"] is True
     assert records[0]["comparable"] is True and records[0]["warnings"] == []
     assert records[1]["comparable"] is False and records[1]["status"] == "ok"
     assert records[1]["scores"]["total"] == 100.0
     (warning,) = records[1]["warnings"]
     assert warning.startswith("prompt differs from the benchmark's prompt for ID 2") and "'three dogs'" in warning
-    assert "row 1: warning: prompt differs" in " ".join(capsys.readouterr().err.split())
+    [note] = heard.of(RowNote)
+    assert (note.row, note.kind) == (1, "warning") and note.message.startswith("prompt differs")
     bench = json.loads(next((tmp_path / "warn" / "bench").glob("*.json")).read_text())
     assert bench["comparable"] is False
 

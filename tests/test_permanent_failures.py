@@ -132,7 +132,7 @@ def test_a_request_the_engine_refuses_as_such_is_permanent_and_does_not_stop_the
 
 
 def test_an_image_deleted_after_planning_is_not_permanent(tmp_path, monkeypatch):
-    from pixeljury.runs import judge as judge_module
+    from pixeljury.protocols import qjudger_evaluator as judge_module  # the Q-Judger loader lives there
 
     Image.new("RGB", (20, 20), (1, 2, 3)).save(tmp_path / "a.png")
     inp = tmp_path / "in.jsonl"

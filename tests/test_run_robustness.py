@@ -112,7 +112,7 @@ def test_a_run_stops_after_max_failed_batches_in_a_row(tmp_path):
 def test_an_image_rewritten_after_hashing_is_not_stored_under_the_old_key(tmp_path, monkeypatch):
     inp = rows_file(tmp_path, 2)
     target = tmp_path / "imgs" / "img1.png"
-    from pixeljury.runs import judge as judge_module
+    from pixeljury.protocols import qjudger_evaluator as judge_module  # the Q-Judger loader lives there
 
     real_load = judge_module.load_for_judge
 

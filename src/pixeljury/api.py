@@ -14,6 +14,7 @@ from typing import Any
 from pixeljury.core.jsonl import iter_json_lines
 from pixeljury.engines.base import Engine, GenerationParams
 from pixeljury.engines.factory import EngineSpec, create_engine
+from pixeljury.runs.events import EventSink, ignore
 from pixeljury.runs.judge import JudgeConfig, RunSummary, run_judge
 
 
@@ -28,6 +29,7 @@ def judge(
     engine: str | Engine = "transformers",
     params: GenerationParams | None = None,
     quiet: bool = True,
+    on_event: EventSink = ignore,
     **options: Any,
 ) -> RunSummary:
     """Judge every row of ``input`` into the run directory ``out`` (resuming if it exists).
@@ -35,6 +37,8 @@ def judge(
     ``engine`` is an engine name (with ``model`` and engine options such as ``revision``, ``dtype``,
     ``device``, ``batch_size``, ``endpoint``) or a ready :class:`~pixeljury.engines.base.Engine`.
     Remaining ``options`` go to :class:`~pixeljury.runs.judge.JudgeConfig` (``dimensions``, ``keep_aspect``...).
+    Nothing is printed: ``on_event`` hears how the run goes (:mod:`pixeljury.runs.events`; rows
+    skipped or warned about, progress, batch failures); ``quiet`` silences the libraries' loading bars.
     """
     spec_fields = set(EngineSpec.__dataclass_fields__)
     spec_opts = {k: options.pop(k) for k in list(options) if k in spec_fields}
@@ -45,11 +49,11 @@ def judge(
     )
     if isinstance(engine, Engine):
         ready = engine
-        return run_judge(config, lambda: ready)
+        return run_judge(config, lambda: ready, on_event=on_event)
     if not model:
         raise ValueError("judge() needs model= when engine is given by name")
     spec = EngineSpec(engine=engine, model=model, **spec_opts)
-    return run_judge(config, lambda: create_engine(spec))
+    return run_judge(config, lambda: create_engine(spec), on_event=on_event)
 
 
 def load_bench(run_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from pixeljury.metrics.run import score_file
 from pixeljury.runs import events as ev
 from pixeljury.runs.faults import CannotWrite
 from pixeljury.runs.lock import RunLock, RunLocked
+from pixeljury.runs.runner import RunnerSettings
 from pixeljury.runs.store import ResultStore
 
 CONVENTION = "unifiedreward@2.0-mean-1-5"
@@ -115,13 +116,31 @@ def test_failed_items_make_the_run_incomplete(tmp_path):
     assert (manifest["status"], manifest["failed"]) == ("incomplete", 3)
 
 
-def test_an_engine_that_fails_stops_the_run_and_its_manifest_says_why(tmp_path):
+def test_an_engine_that_refuses_stops_the_run_and_its_manifest_says_why(tmp_path):
     inp, out = _input(tmp_path), tmp_path / "run"
 
-    def broken(_req):
-        raise EngineError("no server at localhost:8000", retryable=True)
+    def refuse(_req):
+        raise EngineError("401: bad credentials", retryable=False)
 
-    with pytest.raises(EngineError):
-        _score(inp, out, ReplayEngine(broken))
+    heard = ev.Collect()
+    [summary] = _score(inp, out, ReplayEngine(refuse), settings=RunnerSettings(retry_wait=0.0), on_event=heard)
+    assert summary.scored == 0 and [i for i, _ in summary.failed] == [0, 1, 2]
+    assert summary.stopped.endswith("401: bad credentials") and heard.of(ev.RunStopped)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "stopped" and manifest["stopped"].endswith("401: bad credentials")
+    with ResultStore.in_dir(out) as store:
+        assert {f["stage"] for f in store.failures()} == {"metric:unifiedreward"}
+        assert store.failures()[0]["message"] == "row 0: 401: bad credentials"
+
+
+def test_a_crash_inside_the_job_marks_the_running_manifest_stopped(tmp_path, monkeypatch):
+    inp, out = _input(tmp_path), tmp_path / "run"
+
+    def broken_tables(*_a, **_k):
+        raise RuntimeError("tables broke")
+
+    monkeypatch.setattr(metric_run, "write_tables", broken_tables)
+    with pytest.raises(RuntimeError):
+        _score(inp, out, ReplayEngine.constant(_answer(3)))
     running = json.loads((out / "manifest.running.json").read_text())
-    assert running["status"] == "stopped" and running["stopped"] == "EngineError: no server at localhost:8000"
+    assert running["status"] == "stopped" and running["stopped"] == "RuntimeError: tables broke"

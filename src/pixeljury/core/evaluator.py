@@ -33,10 +33,12 @@ from PIL import Image
 
 from pixeljury.core.accumulator import Accumulator, ExactMean
 from pixeljury.core.requests import (
-    ChatRequest, EngineCapabilities, EngineError, Generation, GenerationParams, ImagePart, ScoreRequest, Scores,
+    ChatRequest, EngineCapabilities, EngineError, Generation, GenerationParams, ImagePart, MeasureRequest, Measurement,
+    ScoreRequest, Scores,
 )
 
-Answer = Union[Generation, Scores]
+Answer = Union[Generation, Scores, Measurement]
+Request = Union[ChatRequest, ScoreRequest, MeasureRequest]
 
 
 class RequestEngine(Protocol):
@@ -51,6 +53,12 @@ class RequestEngine(Protocol):
     def generate(self, requests: list[ChatRequest], params: GenerationParams) -> list[Generation]: ...
 
     def score(self, requests: list[ScoreRequest]) -> list[Scores]: ...
+
+
+class MeasuringEngine(Protocol):
+    """An engine that serves ``measure`` requests (a reward model, a CLIP similarity)."""
+
+    def measure(self, requests: list[MeasureRequest]) -> list[Measurement]: ...
 VerdictStatus = Literal["scored", "parse_failure", "not_applicable", "error"]
 
 
@@ -92,12 +100,14 @@ class Ask:
     evaluator needs to read the answer (never sent to the engine)."""
 
     name: str
-    request: ChatRequest | ScoreRequest
+    request: ChatRequest | ScoreRequest | MeasureRequest
     context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
-        return "score" if isinstance(self.request, ScoreRequest) else "chat"
+        if isinstance(self.request, ScoreRequest):
+            return "score"
+        return "measure" if isinstance(self.request, MeasureRequest) else "chat"
 
 
 @dataclass
@@ -148,6 +158,11 @@ class Evaluator(ABC):
     # True when read() may return follow-ups: a resumed run then reads stored answers again to
     # rebuild the later stages (single-stage evaluators skip that work).
     multi_stage: bool = False
+    # True when plan() gives one ask per sample: failures then name the row alone, not the ask.
+    one_ask_per_sample: bool = False
+    # Where this evaluator's failures are recorded in the store; None: by what failed ("image",
+    # "engine", "parse"). Per-item metrics record theirs under "metric:<name>".
+    failure_stage: str | None = None
 
     @abstractmethod
     def plan(self, sample: Sample) -> list[Ask]:
@@ -190,12 +205,12 @@ def lazy_image(ref: ImageRef) -> ImagePart:
     return ImagePart(None, ref.sha256)  # type: ignore[arg-type]
 
 
-def unloaded(request: ChatRequest | ScoreRequest) -> list[str]:
+def unloaded(request: Request) -> list[str]:
     """SHA-256s of the request's image parts that are not loaded yet."""
     return [p.sha256 for p in request.user if isinstance(p, ImagePart) and p.image is None]
 
 
-def with_images(request: ChatRequest | ScoreRequest, images: Mapping[str, Image.Image]) -> ChatRequest | ScoreRequest:
+def with_images(request: Request, images: Mapping[str, Image.Image]) -> Request:
     """A copy of ``request`` whose unloaded image parts hold ``images[sha256]``."""
     if not unloaded(request):
         return request

@@ -27,7 +27,9 @@ class TextPart:
 
 @dataclass(frozen=True)
 class ImagePart:
-    image: Image.Image = field(repr=False, compare=False)
+    # None while an evaluator's planned request only names the image (core.evaluator.lazy_image);
+    # the runner loads it before the request reaches an engine, which always gets the image itself.
+    image: Image.Image | None = field(repr=False, compare=False)
     sha256: str  # content hash of the source file; engines may use it as a cache key (vLLM uuid)
     type: Literal["image"] = "image"
 
@@ -67,6 +69,10 @@ class ChatRequest:
     # does not rely on a split. Engines whose parser is set at load time (vLLM) refuse a constrained
     # or thinking-budgeted request that names another one.
     reasoning: str | None = None
+    # Labels the evaluator attaches so engines and tools that need to know what the request is can
+    # tell (Q-Judger: {"dimension": ...}; the replay engine matches recordings by it). Never sent to
+    # a model, and no part of a result key.
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def image(self) -> ImagePart | None:
@@ -135,7 +141,37 @@ class Scores:
         return cls(request_id=request_id, error=error, retryable=retryable, seconds=seconds)
 
 
-REQUEST_KINDS = frozenset({"chat", "score"})
+@dataclass
+class MeasureRequest:
+    """One item for a model that maps it to a value in one forward pass, with nothing generated and
+    no log-probabilities: a reward model, a CLIP similarity, an aesthetic predictor. ``user`` holds
+    the item's image(s) (and text parts when the model reads them); ``prompt`` is the item's prompt."""
+
+    request_id: str
+    prompt: str
+    user: list[Part]
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for p in self.user if isinstance(p, ImagePart)]
+
+
+@dataclass
+class Measurement:
+    """What a :class:`MeasureRequest` got back: ``value`` in the model's convention, with what the
+    model reports beside it (``extras``; prompt truncation for models with a text limit), or ``error``."""
+
+    request_id: str
+    value: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    tokens_dropped: int | None = None
+    token_limit: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    retryable: bool = True  # as for Generation: False when the item itself is at fault
+
+
+REQUEST_KINDS = frozenset({"chat", "score", "measure"})
 
 
 @dataclass(frozen=True)

@@ -17,28 +17,28 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pixeljury.data.images import ImageLoadError, sha256_file
 from pixeljury.data.inputs import InputRow, read_rows
-from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, MetricUnavailable, load_rgb
+from pixeljury.core.evaluator import ImageRef, Sample
+from pixeljury.metrics.base import Metric, MetricInputError, MetricUnavailable
+from pixeljury.metrics.evaluator import KEY_VERSION, MetricEngine, MetricEvaluator, metric_key_fields
 from pixeljury.metrics.registry import get_spec, load_metric
-from pixeljury.runs.events import Advanced, EventSink, Resuming, WorkFinished, WorkStarted, ignore
+from pixeljury.runs.events import EventSink, Resuming, RunStopped, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.faults import writing
 from pixeljury.runs.lock import RunLock
 from pixeljury.runs.manifest import environment, iso_now
 from pixeljury.runs.outcome import run_status
+from pixeljury.runs.runner import BatchRunner, Job, RunnerSettings
 from pixeljury.runs.session import RunSession, open_session
-from pixeljury.runs.store import ResultRecord, ResultStore, result_key
+from pixeljury.runs.store import ResultStore
 from pixeljury.runs.switch import OutputSwitch
 
-# Bump when the meaning of a stored metric value changes. 2: "weights" is the resolved identity (hub
-# commit or content fingerprint, not "repo@main" or a bare local path), "dtype" and "preprocessing" added.
-KEY_VERSION = 2
 LOAD_CHUNK = 256  # rows decoded at once (bounds memory); the metric batches inside each chunk
 
 
@@ -55,6 +55,7 @@ class MetricRunSummary:
     rows_with_value: int = 0
     rows_truncated: int = 0
     max_tokens_dropped: int = 0
+    stopped: str | None = None  # why scoring stopped before the end (the engine refused, batches kept failing)
 
     def truncation_line(self) -> str | None:
         """E.g. "clipscore@hessel-2.5x: 12 of 100 prompts truncated to 77 tokens (up to 30 tokens dropped)"."""
@@ -65,15 +66,6 @@ class MetricRunSummary:
         return line + (f" (up to {self.max_tokens_dropped} tokens dropped)" if self.rows_truncated else "")
 
 
-def metric_key_fields(metric: Metric) -> dict[str, Any]:
-    """The key fields every item of one loaded metric shares."""
-    return {
-        "kind": "metric", "key_version": KEY_VERSION, "metric": metric.name, "convention": metric.convention,
-        "weights": metric.weights_label(), "dtype": metric.dtype_label(),
-        "preprocessing": metric.preprocessing_version,
-    }
-
-
 def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]:
     return {**metric_key_fields(metric), "image_sha256": image_sha256, "prompt": prompt}
 
@@ -81,7 +73,7 @@ def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]
 def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
                weights: dict[str, str] | None = None, batch_size: int | None = None, device: str | None = None,
                dtype: str | None = None, metric_kwargs: dict[str, dict[str, Any]] | None = None,
-               on_event: EventSink = ignore) -> list[MetricRunSummary]:
+               settings: RunnerSettings = RunnerSettings(), on_event: EventSink = ignore) -> list[MetricRunSummary]:
     """``metric_kwargs[name]`` goes to that metric's loader (e.g. ``{"unifiedreward": {"engine": engine}}``).
 
     Raises :class:`~pixeljury.runs.lock.RunLocked` when another job holds ``out_dir`` and
@@ -111,7 +103,10 @@ def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[s
                 extra_kw.update((metric_kwargs or {}).get(spec.name, {}))
                 metric = load_metric(spec.convention, device=device, dtype=dtype, **extra_kw)
                 session.manifest.setdefault("metrics", []).append(metric_key_fields(metric))
-                summaries.append(_score_rows(metric, rows, hashes, session.store, batch_size, on_event))
+                summaries.append(_score_rows(metric, rows, hashes, session.store, batch_size, settings, on_event))
+                if summaries[-1].stopped is not None:
+                    on_event(RunStopped(summaries[-1].stopped))
+                    break  # the metrics after it would meet the same fault; a rerun continues
             _finish(session, rows, hashes, summaries)
     return summaries
 
@@ -136,9 +131,10 @@ def _manifest(input_path: str | Path, out: Path, names: list[str], rows: list[In
 def _finish(session: RunSession, rows: list[InputRow], hashes: dict[int, str | Exception],
             summaries: list[MetricRunSummary]) -> None:
     failed = sum(len(s.failed) for s in summaries)
+    stopped = next((s.stopped for s in summaries if s.stopped is not None), None)
     manifest = session.end(
         items=sum(len(rows) for _ in summaries), scored=sum(s.scored for s in summaries),
-        reused=sum(s.skipped for s in summaries), failed=failed, stopped=None, status=run_status(None, failed, 0),
+        reused=sum(s.skipped for s in summaries), failed=failed, stopped=stopped, status=run_status(stopped, failed, 0),
     )
     write_tables(session.store, rows, hashes, summaries, session.out, manifest=manifest)
 
@@ -159,75 +155,41 @@ def _hash_images(rows: list[InputRow]) -> dict[int, str | Exception]:
 
 
 def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Exception], store: ResultStore,
-                batch_size: int | None, emit: EventSink) -> MetricRunSummary:
+                batch_size: int | None, settings: RunnerSettings, emit: EventSink) -> MetricRunSummary:
     summary = MetricRunSummary(metric.convention)
-    stage = f"metric:{metric.name}"  # the failures' stage in the store
-    shared_fields = metric_key_fields(metric)
-    todo: list[tuple[InputRow, str, dict[str, Any]]] = []
+    evaluator = MetricEvaluator(metric)
+    todo: list[Job] = []
     for row in rows:
         digest = hashes[row.index]
         if isinstance(digest, Exception):
             summary.failed.append((row.index, str(digest)))
-            store.record_failure(stage, f"row {row.index}: {digest}", row_index=row.index)
+            store.record_failure(evaluator.failure_stage, f"row {row.index}: {digest}", row_index=row.index)
             continue
-        fields = {**shared_fields, "image_sha256": digest, "prompt": row.prompt}
-        summary.keys[row.index] = result_key(fields)
-        todo.append((row, summary.keys[row.index], fields))
-    done = store.existing_keys([key for _, key, _ in todo])
-    summary.skipped = sum(1 for _, key, _ in todo if key in done)
-    todo = [item for item in todo if item[1] not in done]
+        sample = Sample(str(row.index), row.prompt, (ImageRef(Path(row.image_path), digest),))  # type: ignore[arg-type]
+        [ask] = evaluator.plan(sample)
+        summary.keys[row.index] = evaluator.ask_key(sample, ask)
+        todo.append(Job(sample, ask, summary.keys[row.index], row.index))
+    done = store.existing_keys([job.key for job in todo])
+    summary.skipped = sum(1 for job in todo if job.key in done)
+    todo = [job for job in todo if job.key not in done]
+    runner = BatchRunner(evaluator, MetricEngine(metric, batch_size=batch_size, chunk=LOAD_CHUNK), store, settings,
+                         emit)
     emit(WorkStarted(metric.convention, len(todo), unit="items"))
     try:
-        _score_chunks(metric, todo, store, batch_size, summary, emit)
+        with ThreadPoolExecutor(max_workers=max(1, settings.loader_threads), thread_name_prefix="pixeljury-load") as pool:
+            batches = [todo[i : i + LOAD_CHUNK] for i in range(0, len(todo), LOAD_CHUNK)]
+            images = runner.prefetch(pool, batches[0] if batches else None)
+            for i, batch in enumerate(batches):  # images of the next chunk decode while this one is scored
+                if runner.stopped is not None:
+                    break
+                ahead = runner.prefetch(pool, batches[i + 1] if i + 1 < len(batches) else None)
+                for job, reading in runner.run_batch(batch, images):
+                    summary.failed += [(job.row, v.error or "") for v in reading.verdicts if v.status == "error"]
+                images = ahead
     finally:
         emit(WorkFinished(metric.convention))
+    summary.scored, summary.stopped = runner.computed, runner.stopped
     return summary
-
-
-def _score_chunks(metric: Metric, todo: list[tuple[InputRow, str, dict[str, Any]]], store: ResultStore,
-                  batch_size: int | None, summary: MetricRunSummary, emit: EventSink) -> None:
-    stage = f"metric:{metric.name}"
-    for start in range(0, len(todo), LOAD_CHUNK):
-        chunk = todo[start : start + LOAD_CHUNK]
-        ready, images = [], []
-        for row, key, fields in chunk:
-            try:
-                images.append(load_rgb(row.image_path, row.index))  # type: ignore[arg-type]
-                ready.append((row, key, fields))
-            except MetricInputError as exc:
-                summary.failed.append((row.index, str(exc)))
-                store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
-        if not ready:
-            emit(Advanced(len(chunk), errors=len(chunk)))
-            continue
-        began = time.perf_counter()
-        try:
-            results: list[MetricResult | None] = list(
-                metric.score([row.prompt for row, _, _ in ready], images, batch_size=batch_size))
-        except MetricError:
-            # One item's failure (e.g. an unparseable generated rating) must not sink the chunk:
-            # score item by item so that each failure is recorded against its own row.
-            results = []
-            for (row, key, _), image in zip(ready, images):
-                try:
-                    results.append(metric.score([row.prompt], [image])[0])
-                except MetricError as exc:
-                    results.append(None)
-                    summary.failed.append((row.index, str(exc)))
-                    store.record_failure(stage, f"row {row.index}: {exc}", key=key, row_index=row.index)
-        per_item = (time.perf_counter() - began) / len(ready)
-        records = [
-            ResultRecord(key=key, protocol=stage, dimension=metric.convention, key_fields=fields, status="scored",
-                         image_sha256=fields["image_sha256"], prompt=row.prompt, model_id=fields["weights"],
-                         parsed={"value": result.value, "extras": result.extras,
-                                 "tokens_dropped": result.tokens_dropped, "token_limit": result.token_limit},
-                         seconds=per_item)
-            for (row, key, fields), result in zip(ready, results) if result is not None
-        ]
-        store.put_many(records)
-        summary.scored += len(records)
-        emit(Advanced(len(chunk), images=frozenset(f["image_sha256"] for _, _, f in ready),
-                      errors=len(chunk) - len(records)))
 
 
 def _softmax_by_prompt(values: dict[int, float], prompts: dict[int, str]) -> dict[int, float]:

@@ -27,7 +27,7 @@ from typing import Any
 from pixeljury.core.evaluator import (
     Answer, Ask, Evaluator, Reading, RequestEngine, Sample, Verdict, unloaded, with_images,
 )
-from pixeljury.core.requests import ChatRequest, EngineError, Generation, ScoreRequest, Scores
+from pixeljury.core.requests import ChatRequest, EngineError, Generation, MeasureRequest, Measurement, ScoreRequest, Scores
 from pixeljury.data.images import ImageChanged, ImageLoadError, stat_and_hash
 from pixeljury.runs.events import Advanced, BatchFailed, EventSink
 from pixeljury.runs.store import ResultRecord, ResultStore
@@ -59,7 +59,15 @@ class BatchRunner:
         self.computed = 0  # records committed
         self.asked = 0  # requests sent (answered or not)
         self.failed_in_a_row = 0
+        self.batch_error: str | None = None  # why the last batch got no answer at all
         self.stopped: str | None = None
+
+    def _fail(self, stage: str, job: Job, why: str, *, name_ask: bool = True, **kw: Any) -> Reading:
+        """Record a job's failure in the store (never a result) and give its ``error`` reading."""
+        where = f"row {job.row}" if self.evaluator.one_ask_per_sample or not name_ask else f"row {job.row} {job.ask.name}"
+        self.store.record_failure(self.evaluator.failure_stage or stage, f"{where}: {why}", key=job.key,
+                                  row_index=job.row, **kw)
+        return _error(job, why, not kw.get("permanent", False))
 
     # -- images ------------------------------------------------------------------------------
 
@@ -73,18 +81,18 @@ class BatchRunner:
                     futures[sha] = pool.submit(self.evaluator.load_image, refs[sha])
         return futures
 
-    def _requests(self, batch: list[Job], images: dict[str, Future]) -> tuple[list, list[Job]]:
-        """Requests with their images; a job whose image fails to load is recorded and left out."""
-        requests, kept = [], []
+    def _requests(self, batch: list[Job], images: dict[str, Future]) -> tuple[list, list[Job], list]:
+        """Requests with their images; a job whose image fails to load is recorded and left out
+        (its error reading is in the third list)."""
+        requests, kept, failed = [], [], []
         lasting: dict[str, bool] = {}  # image sha256 -> its failure is permanent (checked once per batch)
         for job in batch:
             refs = {ref.sha256: ref for ref in job.sample.images}
             wanted = unloaded(job.ask.request)
             strange = [sha for sha in wanted if sha not in images]
             if strange:  # an evaluator bug, not the input's fault: said as such, for this job only
-                self.store.record_failure("plan", f"row {job.row} {job.ask.name}: the request names image(s) "
-                                          f"{strange} the sample does not hold; please report this", key=job.key,
-                                          row_index=job.row)
+                failed.append((job, self._fail("plan", job, f"the request names image(s) {strange} the sample "
+                                                "does not hold; please report this")))
                 continue
             loaded = {}
             sha = ""
@@ -93,21 +101,20 @@ class BatchRunner:
                     loaded[sha] = images[sha].result()
             except ImageChanged as exc:  # rewritten after it was hashed: no answer under the old key
                 self._forget_hash(exc.path, exc.sha256)
-                self.store.record_failure("image", f"row {job.row}: {exc}", key=job.key, row_index=job.row)
+                failed.append((job, self._fail("image", job, str(exc), name_ask=False)))
                 continue
             except ImageLoadError as exc:
                 if sha not in lasting:
                     lasting[sha] = _same_bytes(refs.get(sha))
-                self.store.record_failure("image", f"row {job.row}: {exc}", key=job.key, row_index=job.row,
-                                          permanent=lasting[sha])
+                failed.append((job, self._fail("image", job, str(exc), name_ask=False, permanent=lasting[sha])))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-                self.store.record_failure("image", f"row {job.row}: image {refs[sha].path} could not be decoded "
-                                          f"({type(exc).__name__}: {exc})", key=job.key, row_index=job.row)
+                why = f"image {refs[sha].path} could not be decoded ({type(exc).__name__}: {exc})"
+                failed.append((job, self._fail("image", job, why, name_ask=False)))
                 continue
             requests.append(with_images(job.ask.request, loaded))
             kept.append(job)
-        return requests, kept
+        return requests, kept, failed
 
     def _forget_hash(self, path: Path, sha256: str) -> None:
         """Replace a stale cached hash (a file rewritten keeping its size and mtime, as `cp -p` does),
@@ -123,6 +130,8 @@ class BatchRunner:
     def _call(self, requests: list) -> list[Answer]:
         if isinstance(requests[0], ScoreRequest):
             return list(self.engine.score(requests))
+        if isinstance(requests[0], MeasureRequest):
+            return list(self.engine.measure(requests))  # type: ignore[attr-defined]
         return list(self.engine.generate(requests, self.evaluator.params))
 
     def _ask(self, requests: list, kept: list[Job]) -> list[Answer] | None:
@@ -140,9 +149,9 @@ class BatchRunner:
                 reason, retryable = f"{type(exc).__name__}: {exc}", True
             if not retryable or attempt == attempts:
                 self.emit(BatchFailed(len(requests), tuple(sorted({j.row for j in kept})), attempt, reason))
+                self.batch_error = reason
                 for job in kept:
-                    self.store.record_failure("engine", f"row {job.row} {job.ask.name}: {reason}", key=job.key,
-                                              row_index=job.row, attempts=attempt)
+                    self._fail("engine", job, reason, attempts=attempt)
                 if not retryable:
                     # e.g. refused credentials or an unknown model: every later batch would fail the same way
                     self.stopped = f"the engine refused a batch with an error that retrying cannot fix: {reason}"
@@ -163,14 +172,12 @@ class BatchRunner:
     def run_batch(self, batch: list[Job], images: dict[str, Future]) -> list[tuple[Job, Reading]]:
         """Run one batch (asks of one kind). Returns a reading for every job: the evaluator's for an
         answer, one ``error`` verdict for a job that got none."""
-        requests, kept = self._requests(batch, images)
-        missing = {id(j) for j in batch} - {id(j) for j in kept}
-        readings = [(j, _error(j, "image could not be used")) for j in batch if id(j) in missing]
+        requests, kept, readings = self._requests(batch, images)
         answers = self._ask(requests, kept) if requests else []
         self.asked += len(requests)
         if answers is None:
             self.emit(Advanced(len(batch), errors=len(batch)))
-            return readings + [(j, _error(j, "engine failed")) for j in kept]
+            return readings + [(j, _error(j, self.batch_error or "")) for j in kept]
         records, parse_failures, errors, tokens = [], 0, len(batch) - len(kept), 0
         # Requests the engine refuses as such (too long, control tokens) say nothing about the engine.
         if answers and all(a.error is not None for a in answers) and any(a.retryable for a in answers):
@@ -180,9 +187,7 @@ class BatchRunner:
         for job, answer in zip(kept, answers):
             if answer.error is not None:
                 errors += 1
-                self.store.record_failure("engine", f"row {job.row} {job.ask.name}: {answer.error}", key=job.key,
-                                          row_index=job.row, permanent=not answer.retryable)
-                readings.append((job, _error(job, answer.error, answer.retryable)))
+                readings.append((job, self._fail("engine", job, answer.error, permanent=not answer.retryable)))
                 continue
             try:
                 reading = self.evaluator.read(job.sample, job.ask, answer)
@@ -190,9 +195,7 @@ class BatchRunner:
             except Exception as exc:  # noqa: BLE001 - a reader bug on one answer must not lose the batch
                 errors += 1
                 why = f"pixeljury could not process the answer ({type(exc).__name__}: {exc}); please report this"
-                self.store.record_failure("parse", f"row {job.row} {job.ask.name}: {why}", key=job.key,
-                                          row_index=job.row)
-                readings.append((job, _error(job, why)))
+                readings.append((job, self._fail("parse", job, why)))
                 continue
             parse_failures += any(v.status == "parse_failure" for v in reading.verdicts)
             tokens += getattr(answer, "completion_tokens", None) or 0
@@ -216,6 +219,8 @@ class BatchRunner:
         if isinstance(answer, Scores):
             parsed["answer"] = {"logprobs": answer.logprobs, "logprob": answer.logprob, "tokens": answer.tokens}
             return ResultRecord(**common, parsed=parsed, prompt_tokens=answer.prompt_tokens)
+        if isinstance(answer, Measurement):  # the evaluator's stored form holds the value: read it from there
+            return ResultRecord(**common, parsed=parsed)
         return ResultRecord(**common, raw_text=answer.text, reasoning=answer.reasoning, parsed=parsed,
                             finish_reason=answer.finish_reason, prompt_tokens=answer.prompt_tokens,
                             completion_tokens=answer.completion_tokens)
@@ -223,6 +228,10 @@ class BatchRunner:
 
 def stored_answer(job: Job, record: ResultRecord) -> Answer:
     """The answer a record keeps, as the engine gave it (to read again on resume)."""
+    if isinstance(job.ask.request, MeasureRequest):
+        kept = record.parsed or {}  # a measuring evaluator stores value, extras and truncation as they came
+        return Measurement(job.ask.request.request_id, kept.get("value"), kept.get("extras") or {},
+                           kept.get("tokens_dropped"), kept.get("token_limit"), record.seconds)
     if isinstance(job.ask.request, ScoreRequest):
         kept = (record.parsed or {}).get("answer") or {}
         return Scores(job.ask.request.request_id, logprobs=kept.get("logprobs"), logprob=kept.get("logprob"),
