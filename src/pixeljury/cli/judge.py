@@ -13,7 +13,10 @@ from rich.console import Console
 from pixeljury.cli.render import ConsoleRenderer
 from pixeljury.rubric.taxonomy import L1_NAMES
 
-err = Console(stderr=True)
+
+def _err() -> Console:
+    """A console on stderr, made per use (no module-level consoles: tests and embedding apps swap streams)."""
+    return Console(stderr=True)
 
 
 # Exit codes (docs/runs.md, "When the engine fails, and exit codes").
@@ -24,7 +27,7 @@ EXIT_PERMANENT = 4  # finished; the only requests without a result cannot get on
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    _err().print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -45,7 +48,7 @@ def _cannot_write(exc, out: Path, command: str) -> None:
         said = (f"{exc}. {exc.saved} results are saved in {out / ResultStore.FILENAME}; the outputs from before "
                 f"this run are unchanged. {fix}, then rerun the same command to continue (saved results are not "
                 "recomputed).")
-    err.print(f"error: {said}", soft_wrap=True, markup=False, highlight=False)
+    _err().print(f"error: {said}", soft_wrap=True, markup=False, highlight=False)
     raise typer.Exit(EXIT_CANNOT_WRITE)
 
 
@@ -176,7 +179,7 @@ def _interrupted(out: Path, signum: int) -> None:
         saved = f"the results saved so far could not be counted ({exc})"
     name = signal.Signals(signum).name
     command = shlex.join(["pixeljury", *sys.argv[1:]])
-    err.print(f"stopped by {name}: {saved}; resume with the same command: {command}", soft_wrap=True,
+    _err().print(f"stopped by {name}: {saved}; resume with the same command: {command}", soft_wrap=True,
               markup=False, highlight=False)
     raise typer.Exit(128 + signum)
 
