@@ -102,14 +102,10 @@ class MetricResult:
         return bool(self.tokens_dropped)
 
 
-class Metric(ABC):
-    """A per-item metric. Subclasses implement :meth:`_score_batch`; chunking is done here."""
+class SpecNamed:
+    """``name`` and ``convention`` read off the metric's :class:`MetricSpec`."""
 
     spec: MetricSpec
-    default_batch_size: int = 32
-    # Part of every result key: bump it when a change to what the model is fed (image transform,
-    # prompt wording or tokenisation) changes the values, so that stored values are not reused.
-    preprocessing_version: str = "unversioned"
 
     @property
     def name(self) -> str:
@@ -118,6 +114,15 @@ class Metric(ABC):
     @property
     def convention(self) -> str:
         return self.spec.convention
+
+
+class Metric(SpecNamed, ABC):
+    """A per-item metric. Subclasses implement :meth:`_score_batch`; chunking is done here."""
+
+    default_batch_size: int = 32
+    # Part of every result key: bump it when a change to what the model is fed (image transform,
+    # prompt wording or tokenisation) changes the values, so that stored values are not reused.
+    preprocessing_version: str = "unversioned"
 
     def weights_label(self) -> str:
         """Identifies the weights actually loaded (recorded in result keys). Metrics loaded from files
@@ -215,6 +220,7 @@ __all__ = [
     "MetricResult",
     "MetricSpec",
     "MetricUnavailable",
+    "SpecNamed",
     "WeightsRef",
     "load_rgb",
 ]

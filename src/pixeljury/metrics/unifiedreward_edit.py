@@ -22,7 +22,7 @@ from PIL import Image
 
 from pixeljury.engines.base import ChatRequest, Engine, Generation, GenerationParams, ImagePart, TextPart
 from pixeljury.metrics.base import (
-    ImageInput, MetricError, MetricInputError, MetricResult, MetricSpec, MetricUnavailable, load_rgb,
+    ImageInput, MetricError, MetricInputError, MetricResult, MetricSpec, MetricUnavailable, SpecNamed, load_rgb,
 )
 from pixeljury.metrics.unifiedreward import _image_sha256
 from pixeljury.metrics.unifiedreward_edit_prompts import (
@@ -47,7 +47,7 @@ def _request(request_id: str, images: list[Image.Image], text: str) -> ChatReque
     return ChatRequest(request_id=request_id, system="", user=[*parts, TextPart(text)])
 
 
-class UnifiedRewardEdit:
+class UnifiedRewardEdit(SpecNamed):
     """One loaded UnifiedReward-Edit convention; call the method that matches its task."""
 
     def __init__(self, spec: MetricSpec, engine: Engine, params: GenerationParams = DEFAULT_PARAMS):
@@ -55,14 +55,6 @@ class UnifiedRewardEdit:
         self.engine = engine
         self.params = params
         self.task = TASK_BY_CONVENTION[spec.convention]
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def convention(self) -> str:
-        return self.spec.convention
 
     def weights_label(self) -> str:
         return f"{self.engine.model_id}@{self.engine.revision or 'unpinned'}"
