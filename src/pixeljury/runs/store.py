@@ -218,28 +218,22 @@ class ResultStore:
                 f"INSERT OR IGNORE INTO results({','.join(_COLUMNS)}) VALUES ({placeholders})", rows
             )
 
+    def _where_key_in(self, select: str, keys: Iterable[str], order: str = "") -> Iterator[tuple]:
+        """Rows of ``select ... WHERE key IN (keys) order``, asked in chunks under SQLite's variable limit."""
+        keys = list(keys)
+        for i in range(0, len(keys), 900):
+            chunk = keys[i : i + 900]
+            yield from self._conn.execute(f"{select} WHERE key IN ({','.join('?' * len(chunk))}) {order}", chunk)
+
     def existing_keys(self, keys: Iterable[str] | None = None) -> set[str]:
         """Which of ``keys`` have a result (all keys when None)."""
         if keys is None:
             return {k for (k,) in self._conn.execute("SELECT key FROM results")}
-        keys = list(keys)
-        found: set[str] = set()
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            q = f"SELECT key FROM results WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update(k for (k,) in self._conn.execute(q, chunk))
-        return found
+        return {k for (k,) in self._where_key_in("SELECT key FROM results", keys)}
 
     def get_many(self, keys: Iterable[str]) -> dict[str, ResultRecord]:
-        keys = list(keys)
-        out: dict[str, ResultRecord] = {}
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            q = f"SELECT {','.join(_COLUMNS)} FROM results WHERE key IN ({','.join('?' * len(chunk))})"
-            for row in self._conn.execute(q, chunk):
-                rec = self._record(row)
-                out[rec.key] = rec
-        return out
+        records = (self._record(row) for row in self._where_key_in(f"SELECT {','.join(_COLUMNS)} FROM results", keys))
+        return {rec.key: rec for rec in records}
 
     def iter_results(self, protocol: str | None = None) -> Iterator[ResultRecord]:
         q = f"SELECT {','.join(_COLUMNS)} FROM results"
@@ -290,37 +284,14 @@ class ResultStore:
         for (payload,) in self._conn.execute("SELECT payload FROM rows ORDER BY row_index"):
             yield json.loads(payload)
 
-    def latest_failures(self, keys: Iterable[str]) -> dict[str, str]:
-        """The most recent failure message of each key that has one."""
-        keys = list(keys)
-        out: dict[str, str] = {}
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            q = (f"SELECT key, message FROM failures WHERE key IN ({','.join('?' * len(chunk))}) ORDER BY id")
-            out.update(dict(self._conn.execute(q, chunk).fetchall()))
-        return out
-
     def latest_failure_states(self, keys: Iterable[str]) -> dict[str, tuple[str, bool]]:
         """(message, permanent) of each key's most recent failure, for keys that have one."""
-        keys = list(keys)
-        out: dict[str, tuple[str, bool]] = {}
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            q = (f"SELECT key, message, permanent FROM failures WHERE key IN ({','.join('?' * len(chunk))}) "
-                 "ORDER BY id")
-            out.update((k, (m, bool(p))) for k, m, p in self._conn.execute(q, chunk))
-        return out
+        return {k: (f.message, f.permanent) for k, f in self.latest_failure_details(keys).items()}
 
     def latest_failure_details(self, keys: Iterable[str]) -> dict[str, FailureState]:
         """Each key's most recent failure (message, permanent, stage), for keys that have one."""
-        keys = list(keys)
-        out: dict[str, FailureState] = {}
-        for i in range(0, len(keys), 900):
-            chunk = keys[i : i + 900]
-            q = (f"SELECT key, message, permanent, stage FROM failures WHERE key IN ({','.join('?' * len(chunk))}) "
-                 "ORDER BY id")
-            out.update((k, FailureState(m, bool(p), st)) for k, m, p, st in self._conn.execute(q, chunk))
-        return out
+        rows = self._where_key_in("SELECT key, message, permanent, stage FROM failures", keys, "ORDER BY id")
+        return {k: FailureState(m, bool(p), st) for k, m, p, st in rows}  # later rows win: the latest
 
     # -- failures --------------------------------------------------------------------------------
     def record_failure(self, stage: str, message: str, *, key: str | None = None, row_index: int | None = None,
