@@ -154,7 +154,10 @@ class Evaluator(ABC):
     sent, so planning (and finding what a store already holds) decodes no image."""
 
     identity: EvaluatorIdentity
-    params: GenerationParams = GenerationParams()  # decoding settings of its chat requests
+    # Decoding settings of its chat requests. The neutral default (greedy, no repetition penalty, no
+    # thinking, at most 1024 new tokens) is no protocol's: an evaluator sets its own, as Q-Judger
+    # sets its official ones (GenerationParams' defaults, from the run's settings).
+    params: GenerationParams = GenerationParams(max_new_tokens=1024, repetition_penalty=1.0, enable_thinking=False)
     # True when read() may return follow-ups: a resumed run then reads stored answers again to
     # rebuild the later stages (single-stage evaluators skip that work).
     multi_stage: bool = False
