@@ -1,6 +1,7 @@
 """Engines run judge models; see :mod:`pixeljury.engines.base` for the interface."""
 
 from pixeljury.engines.base import (
+    AsyncEngine,
     ChatRequest,
     Engine,
     EngineError,
@@ -12,6 +13,7 @@ from pixeljury.engines.base import (
 )
 
 __all__ = [
+    "AsyncEngine",
     "ChatRequest",
     "Engine",
     "EngineError",

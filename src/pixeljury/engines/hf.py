@@ -1,4 +1,8 @@
-"""In-process transformers engine: AutoModelForImageTextToText + AutoProcessor, batched and left-padded."""
+"""In-process transformers engine: AutoModelForImageTextToText + AutoProcessor, batched and left-padded.
+
+The engine is blocking: ``agenerate``/``ascore`` (from :class:`~pixeljury.engines.base.Engine`) run
+each batch on the engine's worker thread, one batch at a time, so concurrent callers share the one
+model safely."""
 
 from __future__ import annotations
 

@@ -8,38 +8,28 @@ visible here, so a candidate counts when a listed token's text equals it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 from pixeljury.engines.base import ScoreRequest, Scores
-from pixeljury.engines.openai_engine import (
-    _completion_parts, _count, _encode_images, _excerpt, _Failure, _failure_text, _run_sync, build_messages,
-)
+from pixeljury.engines.openai_replies import Failure, completion_parts, excerpt, failure_text, usage_count
+from pixeljury.engines.openai_requests import encode_images, score_body
 
 if TYPE_CHECKING:
     from pixeljury.engines.openai_engine import OpenAIEngine
 
 
-def score_requests(engine: "OpenAIEngine", requests: list[ScoreRequest]) -> list[Scores]:
+async def score_requests(engine: "OpenAIEngine", requests: list[ScoreRequest]) -> list[Scores]:
     """One :class:`Scores` per request, in order (greedy, one token, thinking as the request says)."""
     if not requests:
         return []
     started = time.perf_counter()
-    image_urls = _encode_images(requests)
+    # PNG encoding is CPU work: off the event loop, so other callers are served meanwhile.
+    image_urls = await asyncio.to_thread(encode_images, requests)
     asked = [r for r in requests if r.candidates is not None]
-    bodies = [
-        {
-            "model": engine.model_id,
-            "messages": build_messages(request, image_urls),
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "logprobs": True,
-            "top_logprobs": engine.top_logprobs,
-            "chat_template_kwargs": {"enable_thinking": request.enable_thinking},
-        }
-        for request in asked
-    ]
-    outcomes = iter(_run_sync(engine._send_all(bodies)) if bodies else [])
+    bodies = [score_body(engine.model_id, r, image_urls, engine.top_logprobs) for r in asked]
+    outcomes = iter(await engine.send_all(bodies) if bodies else [])
     seconds = time.perf_counter() - started
     results: list[Scores] = []
     sent = []
@@ -51,12 +41,12 @@ def score_requests(engine: "OpenAIEngine", requests: list[ScoreRequest]) -> list
             continue
         outcome = next(outcomes)
         sent.append(outcome)
-        if isinstance(outcome, _Failure):
-            message, retryable = _failure_text(outcome)
+        if isinstance(outcome, Failure):
+            message, retryable = failure_text(outcome)
             results.append(Scores.failed(request.request_id, message, retryable=retryable, seconds=seconds))
         else:
             results.append(scores_from_response(request, outcome, seconds))
-    engine._stop_on_configuration_error(sent)
+    engine.stop_on_configuration_error(sent)
     return results
 
 
@@ -67,9 +57,9 @@ def scores_from_response(request: ScoreRequest, body: Any, seconds: float | None
     A candidate counts when a listed token's text equals it: the server's tokenizer is not visible
     here, so a candidate must be one token, and one outside the top ``top_logprobs`` cannot be read.
     Both are recorded as not retryable errors, as is a server that returns no logprobs."""
-    problem, choice, _message = _completion_parts(body)
+    problem, choice, _message = completion_parts(body)
     if problem is not None:
-        return Scores.failed(request.request_id, f"response is not a chat completion: {problem}: {_excerpt(body)}",
+        return Scores.failed(request.request_id, f"response is not a chat completion: {problem}: {excerpt(body)}",
                              seconds=seconds)
     assert choice is not None
     logprobs = choice.get("logprobs")
@@ -79,7 +69,7 @@ def scores_from_response(request: ScoreRequest, body: Any, seconds: float | None
     if not isinstance(top, list):
         return Scores.failed(request.request_id, retryable=False, seconds=seconds, error=(
             "the server returned no top_logprobs for the answer's first token, so it cannot score "
-            f"candidates: {_excerpt(body)}"))
+            f"candidates: {excerpt(body)}"))
     listed: dict[str, float] = {}
     for entry in [first, *top]:
         if isinstance(entry, dict) and isinstance(entry.get("token"), str) and isinstance(entry.get("logprob"), (int, float)):
@@ -92,4 +82,4 @@ def scores_from_response(request: ScoreRequest, body: Any, seconds: float | None
             "listed (a candidate must be one token of the server's tokenizer)"))
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     return Scores(request_id=request.request_id, logprobs={c: listed[c] for c in candidates},
-                  tokens=list(candidates), prompt_tokens=_count(usage.get("prompt_tokens")), seconds=seconds)
+                  tokens=list(candidates), prompt_tokens=usage_count(usage.get("prompt_tokens")), seconds=seconds)

@@ -11,7 +11,10 @@ from pixeljury.engines.base import ChatRequest, Engine, EngineError, Generation,
 
 
 class ReplayEngine(Engine):
-    """Answers each request with ``respond(request)``; a returned ``None`` means "no recording"."""
+    """Answers each request with ``respond(request)``; a returned ``None`` means "no recording".
+
+    Blocking, like the in-process engines: ``agenerate`` runs ``respond`` on the engine's worker
+    thread, one batch at a time, so ``respond`` and :attr:`calls` need no locking of their own."""
 
     name = "replay"
 
@@ -29,7 +32,8 @@ class ReplayEngine(Engine):
 
     @classmethod
     def from_jsonl(cls, path: str | Path, **kw) -> "ReplayEngine":
-        """Recordings as JSON lines ``{"image_sha256": ..., "dimension": ..., "text": ...}``."""
+        """Recordings as JSON lines ``{"image_sha256": ..., "dimension": ..., "text": ...}``, matched to a
+        request by its (first) image's hash and its ``tags["dimension"]``, which Q-Judger sets."""
         table: dict[tuple[str, str], str] = {}
         for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
@@ -41,8 +45,7 @@ class ReplayEngine(Engine):
 
         def respond(req: ChatRequest) -> str | None:
             image = req.image
-            dim = req.request_id.split(":", 1)[0] if ":" in req.request_id else ""
-            return table.get((image.sha256 if image else "", dim))
+            return table.get((image.sha256 if image else "", req.tags.get("dimension", "")))
 
         return cls(respond, model_id=kw.pop("model_id", f"replay:{Path(path).name}"), **kw)
 

@@ -4,6 +4,10 @@ caching, for batch jobs on a GPU machine.
 Every request of a batch goes to one ``LLM.chat`` call so vLLM schedules them together: the pipeline
 hands over all five dimensions of an image at once, and with the image's content hash as its
 multimodal uuid and prefix caching on, the shared system prompt and image are encoded once.
+
+The engine is blocking: ``agenerate``/``ascore`` (from :class:`~pixeljury.engines.base.Engine`) run
+each batch on the engine's worker thread, one batch at a time. vLLM's own async engine (``AsyncLLM``),
+which would interleave requests of many callers inside one running batch, is not used here.
 """
 
 from __future__ import annotations
@@ -278,7 +282,9 @@ class VLLMEngine(Engine):
         return results
 
     def close(self) -> None:
-        """Shut the engine core down so the accelerator memory is free for whatever comes next."""
+        """Shut the engine core down so the accelerator memory is free for whatever comes next (after
+        a batch still running on the worker thread of :meth:`agenerate` has finished)."""
+        super().close()
         llm, self._llm = self._llm, None
         if llm is None:
             return

@@ -81,6 +81,7 @@ def build_request(
         # The official judges are Qwen3 thinking models; the schema name is what servers record.
         schema_name="qjudger_answer",
         reasoning="qwen3",
+        tags={"dimension": dimension},
     )
 
 
