@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pixeljury.data.parity_patterns import pattern
 from pixeljury.engines.replay import ReplayEngine
 from pixeljury.rubric.taxonomy import TREE
 
-from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env
+from pj_testpaths import CHECKLIST_FIXTURE, GOLDEN_IMAGES, subprocess_env
 from test_image_parity import GOLDEN_PILLOW_11_3
 
 
@@ -86,10 +87,12 @@ def _answer(req) -> str:
 
 
 def _benchmark_run(tmp_path: Path, metadata_path: Path, out: Path):
+    """One benchmark row (ID 101 of the in-repo metadata) on one in-repo drawing, judged by a replay engine."""
     (tmp_path / "imgs").mkdir(exist_ok=True)
-    pattern(60, 90).save(tmp_path / "imgs" / "a.png")
+    shutil.copyfile(GOLDEN_IMAGES / "painter-faithful-0.png", tmp_path / "imgs" / "a.png")
     inp = tmp_path / "bench.jsonl"
-    inp.write_text(json.dumps({"ID": 1, "prompt": "p", "image_path": "imgs/a.png", "model": "A"}) + "\n")
+    inp.write_text(json.dumps({"ID": 101, "prompt": "A red circle above a blue square on a white background",
+                               "image_path": "imgs/a.png", "model": "A"}) + "\n")
     return pixeljury.judge(inp, out=out, engine=ReplayEngine(_answer), metadata=metadata_path,
                            rubric_file=CHECKLIST_FIXTURE, retry_wait=0.0)
 
@@ -100,7 +103,7 @@ def _read(out: Path) -> tuple[dict, dict, dict]:
     return record, bench, json.loads((out / "manifest.json").read_text())
 
 
-def test_runs_are_marked_not_comparable_when_pixel_parity_fails(tmp_path, metadata_path, monkeypatch):
+def test_runs_are_marked_not_comparable_when_pixel_parity_fails(tmp_path, golden_metadata, monkeypatch):
     # With the fixture rubric the run is already not comparable; pretend it is the official one.
     import dataclasses
 
@@ -108,15 +111,19 @@ def test_runs_are_marked_not_comparable_when_pixel_parity_fails(tmp_path, metada
 
     resolve = judge_module.resolve_rubric
     monkeypatch.setattr(judge_module, "resolve_rubric", lambda *a: dataclasses.replace(resolve(*a), comparable=True))
-    _benchmark_run(tmp_path, metadata_path, tmp_path / "ok")
+    _benchmark_run(tmp_path, golden_metadata, tmp_path / "ok")
     record, bench, manifest = _read(tmp_path / "ok")
+    # The in-repo metadata was read: ID 101 asks for Alignment and Aesthetics only.
+    assert record["ID"] == 101 and sorted(record["dimensions"]) == sorted(bench["level1"]) == ["Aesthetics", "Alignment"]
+    assert record["image_sha256"] == hashlib.sha256((GOLDEN_IMAGES / "painter-faithful-0.png").read_bytes()).hexdigest()
     assert record["comparable"] is True and bench["comparable"] is True
     assert manifest["image_parity"]["ok"] is True and manifest["pillow"]
 
     broken = PixelParity(False, "99.0", "Pillow 99.0 resizes differently from Pillow 11.3.0")
     monkeypatch.setattr("pixeljury.runs.judge.pixel_parity", lambda: broken)
-    _benchmark_run(tmp_path, metadata_path, tmp_path / "broken")
+    _benchmark_run(tmp_path, golden_metadata, tmp_path / "broken")
     record, bench, manifest = _read(tmp_path / "broken")
+    assert record["status"] == "ok" and sorted(record["dimensions"]) == ["Aesthetics", "Alignment"]
     assert record["comparable"] is False and bench["comparable"] is False
     assert manifest["image_parity"] == broken.as_dict()
 

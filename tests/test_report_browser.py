@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _analysis_helpers import REPO, T2V_IMAGES, needs_images, run_cli
+from _analysis_helpers import REPO, run_cli
+from test_report import golden_sample_images
 
 from pixeljury.testing.rundir import sample_run
 
@@ -30,11 +31,11 @@ def _chromium() -> str:
     pytest.skip("no chromium on PATH: run scripts/setup_browser.sh (apt-get install chromium)")
 
 
-@needs_images
 def test_report_renders_in_headless_chromium(tmp_path):
+    """The sample run over the in-repo drawings (tests/fixtures/golden/images), opened in the browser."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
-    run = sample_run(tmp_path / "run", T2V_IMAGES)
+    run = sample_run(tmp_path / "run", golden_sample_images(tmp_path / "images"))
     report = tmp_path / "report.html"
     run_cli("report", str(run), "--out", str(report), "--bootstrap", "100")
 
@@ -60,7 +61,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
             assert page.locator("svg.heatmap rect").count() >= 4 * 10
             # Every gallery image decoded.
             widths = page.evaluate("Array.from(document.querySelectorAll('.gallery img')).map(i => i.complete ? i.naturalWidth : 0)")
-            assert len(widths) == 8 and all(w > 0 for w in widths)
+            assert widths == [240] * 8  # the report's default thumbnail size (256) does not enlarge 240x240
             page.screenshot(path=str(tmp_path / "report.png"))
 
             # Sorting: the first click on "Total" sorts ascending, so the worst model comes first.

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from metrics_tiny import SHARED_IMAGES, save_tiny_hpsv3
-from pj_testpaths import need_shared
+from metrics_tiny import save_tiny_hpsv3
+from pj_testpaths import GOLDEN_IMAGES, SHARED_DATA, need_shared
+from pixeljury.data.parity_patterns import pattern
 from pixeljury.metrics.base import MetricUnavailable
 from pixeljury.metrics.hpsv3 import INSTRUCTION, PIXEL_BUDGET, budget_size, convert_official_state_dict, resize_to_budget
 from pixeljury.metrics.registry import load_metric
@@ -58,10 +59,9 @@ def _expected_by_hand(base, checkpoint, prompt: str, image: Image.Image) -> tupl
 
 def test_score_is_mu_at_the_reward_token_in_a_batch_with_padding(tiny):
     base, checkpoint = tiny
-    need_shared(SHARED_IMAGES)
     metric = load_metric("hpsv3", weights=str(checkpoint), base=str(base), device="cpu")
-    images = [Image.open(SHARED_IMAGES / "t2v_metrics" / "1.png").convert("RGB"),  # 1920x1275
-              Image.open(SHARED_IMAGES / "imagereward" / "1.webp").convert("RGB")]
+    # A non-square image shrunk to the budget and a small one enlarged to it (in-repo, no ../shared).
+    images = [pattern(1920, 1275), Image.open(GOLDEN_IMAGES / "painter-faithful-1.png").convert("RGB")]  # 240x240
     prompts = ["a long prompt about a lighthouse on a cliff at dusk, oil painting", "a cat"]
     results = metric.score(prompts, images, batch_size=2)  # different lengths: right padding in play
     for result, prompt, image in zip(results, prompts, images):
@@ -85,19 +85,39 @@ def test_both_checkpoint_layouts_convert_to_the_same_weights(tmp_path, tiny):
         convert_official_state_dict({"text_projection.weight": torch.zeros(1)})
 
 
-def test_budget_resize_on_real_images():
+def _check_budget_resize(sizes_and_images) -> None:
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    paths = sorted(p for p in need_shared(SHARED_IMAGES).rglob("*") if p.suffix in (".png", ".jpg", ".webp"))
+    for label, img in sizes_and_images:
+        w, h = img.size
+        out = resize_to_budget(img.convert("RGB"))
+        hh, ww = smart_resize(h, w, factor=28, min_pixels=PIXEL_BUDGET, max_pixels=PIXEL_BUDGET)
+        assert out.size == (ww, hh) == budget_size(w, h), label
+        assert ww % 28 == 0 and hh % 28 == 0
+        assert abs(ww * hh - PIXEL_BUDGET) / PIXEL_BUDGET < 0.15, label
+        assert math.isclose(ww / hh, w / h, rel_tol=0.1), label
+
+
+# The sizes of the shared benchmark images (t2v_metrics, imagereward, tifa), the golden drawings and a portrait.
+BUDGET_SIZES = [(1920, 1275), (1920, 1280), (1024, 1024), (256, 256), (512, 512), (768, 768), (240, 240), (1080, 1920)]
+
+
+def test_budget_resize_on_drawn_images():
+    _check_budget_resize((f"{w}x{h}", pattern(w, h)) for w, h in BUDGET_SIZES)
+    assert budget_size(1024, 1024) == (448, 448) and 448 * 448 == PIXEL_BUDGET
+    assert budget_size(1920, 1275) == (532, 364) and budget_size(1080, 1920) == (336, 588)  # 28-multiples near the budget
+    assert budget_size(256, 256) == (448, 448)  # a small square image is enlarged to the budget
+
+
+@pytest.mark.shared_data
+def test_budget_resize_on_real_images():
+    paths = sorted(p for p in need_shared(SHARED_DATA / "images").rglob("*") if p.suffix in (".png", ".jpg", ".webp"))
     sizes = {Image.open(p).size for p in paths}
     assert (1920, 1275) in sizes and (256, 256) in sizes  # non-square and upscaled cases are covered
-    for path in paths:
-        with Image.open(path) as img:
-            w, h = img.size
-            out = resize_to_budget(img.convert("RGB"))
-        hh, ww = smart_resize(h, w, factor=28, min_pixels=PIXEL_BUDGET, max_pixels=PIXEL_BUDGET)
-        assert out.size == (ww, hh) == budget_size(w, h), path
-        assert ww % 28 == 0 and hh % 28 == 0
-        assert abs(ww * hh - PIXEL_BUDGET) / PIXEL_BUDGET < 0.15, path
-        assert math.isclose(ww / hh, w / h, rel_tol=0.1), path
-    assert budget_size(1024, 1024) == (448, 448) and 448 * 448 == PIXEL_BUDGET
+    assert sizes <= set(BUDGET_SIZES)  # the drawn test covers every real size
+    opened = [(str(p), Image.open(p)) for p in paths]
+    try:
+        _check_budget_resize(opened)
+    finally:
+        for _, img in opened:
+            img.close()
