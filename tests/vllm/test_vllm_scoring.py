@@ -114,3 +114,27 @@ def test_the_two_stage_test_evaluator_runs_on_vllm(engine: VLLMEngine, tmp_path:
     checks = [v for v in result.verdicts if v.name == "check"]
     assert len(checks) == 3 and all(v.status == "scored" and 0.0 < v.value < 1.0 for v in checks)
     assert result.aggregate["check"]["counts"] == {"scored": 3}
+
+
+@pytest.mark.parametrize("convention, n_images", [
+    ("unifiedreward-edit@pointwise-viescore-0-25", 2), ("unifiedreward-edit@pairwise-rank", 3),
+])
+def test_the_unifiedreward_edit_evaluator_runs_on_vllm(engine: VLLMEngine, tmp_path: Path, convention, n_images) -> None:
+    """UnifiedReward-Edit through the runner on vLLM, 2 or 3 images per request. The tiny model writes
+    noise, so readings are parse failures or scores; what must not happen is an engine error."""
+    from pixeljury.core.evaluator import ImageRef, Sample
+    from pixeljury.metrics.unifiedreward_edit_evaluator import UnifiedRewardEditEvaluator
+    from pixeljury.runs.evaluate import run_evaluator
+
+    samples = []
+    for i in range(2):
+        refs = []
+        for j in range(n_images):
+            path = tmp_path / f"{i}-{j}.png"
+            noise_image(40 + 3 * i + j, 64).save(path)
+            refs.append(ImageRef(path, f"noise-{40 + 3 * i + j}"))
+        samples.append(Sample(str(i), "make the sky red", tuple(refs)))
+    evaluator = UnifiedRewardEditEvaluator(convention, GenerationParams(**{**DEFAULT_PARAMS.as_dict(), "max_new_tokens": 8}))
+    result = run_evaluator(evaluator, samples, engine, out=tmp_path / "run")
+    assert result.asked >= 2 and result.stopped is None
+    assert {v.status for v in result.verdicts} <= {"scored", "parse_failure"}, [v.error for v in result.verdicts]

@@ -179,18 +179,21 @@ class Evaluator(ABC):
     def accumulator(self) -> Accumulator:
         """A fresh accumulator that takes this evaluator's verdicts."""
 
-    def key_fields(self, sample: Sample, ask: Ask) -> dict[str, Any]:
-        """What an ask's result depends on: the evaluator's identity, the sample's content (prompt
-        and image hashes), the ask's name and request text, the decoding settings. Stored with the result."""
+    def key_fields(self, sample: Sample, ask: Ask, model: str) -> dict[str, Any]:
+        """What an ask's result depends on: the evaluator's identity, the model that answers (``model``:
+        the engine's model id and revision), the sample's content (prompt and image hashes), the ask's
+        name and request text, the decoding settings. Stored with the result."""
         request = ask.request
-        texts = [request.system, *(getattr(p, "text", None) or getattr(p, "sha256", "") for p in request.user)]
+        texts = [getattr(request, "system", ""),
+                 *(getattr(p, "text", None) or getattr(p, "sha256", "") for p in request.user)]
         extra = (request.candidates, request.continuation) if isinstance(request, ScoreRequest) else self.params.as_dict()
-        return {**self.identity.as_dict(), "prompt": sample.prompt, "images": [i.sha256 for i in sample.images],
-                "ask": ask.name, "kind": ask.kind, "texts": texts, "extra": extra}
+        return {**self.identity.as_dict(), "model": model, "prompt": sample.prompt,
+                "images": [i.sha256 for i in sample.images], "ask": ask.name, "kind": ask.kind, "texts": texts,
+                "extra": extra}
 
-    def ask_key(self, sample: Sample, ask: Ask) -> str:
+    def ask_key(self, sample: Sample, ask: Ask, model: str) -> str:
         """The content key of an ask (of :meth:`key_fields`). Equal keys mean equal answers can be reused."""
-        return content_key(self.key_fields(sample, ask))
+        return content_key(self.key_fields(sample, ask, model))
 
     def load_image(self, ref: ImageRef) -> Image.Image:
         """An image as this evaluator sends it (override for a protocol's own resize). Raise an

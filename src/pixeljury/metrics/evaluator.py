@@ -51,7 +51,8 @@ class MetricEvaluator(Evaluator):
         request = MeasureRequest(sample.sample_id, sample.prompt, [lazy_image(ref) for ref in sample.images])
         return [Ask(self.metric.convention, request)]
 
-    def key_fields(self, sample: Sample, ask: Ask) -> dict[str, Any]:
+    def key_fields(self, sample: Sample, ask: Ask, model: str | None = None) -> dict[str, Any]:
+        """The metric's key fields name its resolved weights (``model`` adds nothing)."""
         return {**self.shared_fields, "image_sha256": sample.images[0].sha256, "prompt": sample.prompt}
 
     def load_image(self, ref: ImageRef) -> Image.Image:

@@ -167,7 +167,7 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
             continue
         sample = Sample(str(row.index), row.prompt, (ImageRef(Path(row.image_path), digest),))  # type: ignore[arg-type]
         [ask] = evaluator.plan(sample)
-        summary.keys[row.index] = evaluator.ask_key(sample, ask)
+        summary.keys[row.index] = evaluator.ask_key(sample, ask, metric.weights_label())
         todo.append(Job(sample, ask, summary.keys[row.index], row.index))
     done = store.existing_keys([job.key for job in todo])
     summary.skipped = sum(1 for job in todo if job.key in done)

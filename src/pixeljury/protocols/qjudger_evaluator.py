@@ -86,10 +86,11 @@ class QJudger(Evaluator):
             request.json_schema = dimension_schema(self.rubric, dimension)
         return Ask(dimension, request)
 
-    def key_fields(self, sample: Sample, ask: Ask) -> dict[str, Any]:
+    def key_fields(self, sample: Sample, ask: Ask, model: str | None = None) -> dict[str, Any]:
+        """The run's key context names the judge (``model`` is not needed: it is the same one)."""
         return self.ctx.key_fields(sample.images[0].sha256, sample.prompt, ask.name)
 
-    def ask_key(self, sample: Sample, ask: Ask) -> str:
+    def ask_key(self, sample: Sample, ask: Ask, model: str | None = None) -> str:
         return content_key(self.key_fields(sample, ask))
 
     def load_image(self, ref: ImageRef) -> Image.Image:

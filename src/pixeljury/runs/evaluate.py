@@ -106,7 +106,7 @@ def _evaluate(evaluator: Evaluator, samples: list[Sample], engine: RequestEngine
         for stage in range(1, max_stages + 1):
             if not pending:
                 break
-            jobs = [Job(s, a, evaluator.ask_key(s, a), rows[s.sample_id]) for s, a in pending]
+            jobs = [Job(s, a, evaluator.ask_key(s, a, runner.model), rows[s.sample_id]) for s, a in pending]
             stored = store.get_many({j.key for j in jobs})
             readings: list[tuple[Job, Reading]] = []
             todo: list[Job] = []

@@ -56,6 +56,7 @@ class BatchRunner:
                  emit: EventSink):
         self.evaluator, self.engine, self.store, self.settings, self.emit = evaluator, engine, store, settings, emit
         self.model_id = getattr(engine, "model_id", engine.name)
+        self.model = model_label(engine)
         self.computed = 0  # records committed
         self.asked = 0  # requests sent (answered or not)
         self.failed_in_a_row = 0
@@ -213,7 +214,7 @@ class BatchRunner:
         parsed: dict[str, Any] = dict(form.parsed) if form else {"verdicts": [_verdict_dict(v) for v in own]}
         sample = job.sample
         common = dict(key=job.key, protocol=self.evaluator.identity.name, dimension=job.ask.name,
-                      key_fields=self.evaluator.key_fields(sample, job.ask), status=form.status if form else "scored",
+                      key_fields=self.evaluator.key_fields(sample, job.ask, self.model), status=form.status if form else "scored",
                       image_sha256=sample.images[0].sha256 if sample.images else None, prompt=sample.prompt,
                       model_id=self.model_id, error=form.error if form else None, seconds=answer.seconds)
         if isinstance(answer, Scores):
@@ -224,6 +225,12 @@ class BatchRunner:
         return ResultRecord(**common, raw_text=answer.text, reasoning=answer.reasoning, parsed=parsed,
                             finish_reason=answer.finish_reason, prompt_tokens=answer.prompt_tokens,
                             completion_tokens=answer.completion_tokens)
+
+
+def model_label(engine: RequestEngine) -> str:
+    """The model behind an engine, as result keys name it: ``model_id@revision`` (``@unpinned``
+    without a revision)."""
+    return f"{getattr(engine, 'model_id', engine.name)}@{getattr(engine, 'revision', None) or 'unpinned'}"
 
 
 def stored_answer(job: Job, record: ResultRecord) -> Answer:
@@ -262,4 +269,4 @@ def _same_bytes(ref: Any) -> bool:
         return False
 
 
-__all__ = ["BatchRunner", "Job", "RunnerSettings", "stored_answer"]
+__all__ = ["BatchRunner", "Job", "RunnerSettings", "model_label", "stored_answer"]
