@@ -5,9 +5,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
+import io
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "images"
+import numpy as np
+import torch
+from PIL import Image
+
+GOLDEN_IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "images"
+
+
+def photo_like(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A camera-sized RGB image with smooth gradients and fine texture, through a JPEG round trip
+    (what real photos are): resampling code meets the structure it meets on real images."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([128 + 100 * np.sin(x / (37 + 11 * c) + y / (53 + 7 * c) + c) for c in range(3)], axis=-1)
+    grain = rng.normal(0, 12, (h, w, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def in_repo_images() -> list[Image.Image]:
+    """Images of the shapes metrics meet, all made here: a 1920x1280 photo, a 1080x1920 portrait, the
+    1100x160 RGBA banner and a 240x240 drawing of tests/fixtures/golden."""
+    return [photo_like((1920, 1280)), photo_like((1080, 1920), seed=1),
+            Image.open(GOLDEN_IMAGES / "banner.png").convert("RGB"),
+            Image.open(GOLDEN_IMAGES / "painter-faithful-0.png").convert("RGB")]
 
 _BOS, _EOS = 512, 513
 

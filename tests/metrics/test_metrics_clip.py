@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from metrics_tiny import SHARED_IMAGES, random_images, save_tiny_clip, tiny_clip_model, tiny_clip_tokenizer
+from metrics_tiny import GOLDEN_IMAGES, in_repo_images, photo_like, random_images, save_tiny_clip, tiny_clip_model, tiny_clip_tokenizer
 from pixeljury.metrics.clip import HESSEL_PREFIX, ClipSimilarity
 from pixeljury.metrics.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_center_crop, hpsv2_transform
 from pixeljury.metrics.registry import get_spec, load_metric
@@ -118,8 +118,7 @@ def test_hpsv2_checkpoint_from_open_clip_converts_exactly(tmp_path):
                      text_cfg=CLIPTextCfg(context_length=24, vocab_size=514, width=32, heads=4, layers=2)).eval()
     checkpoint = {"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}  # HPSv2 layout
     tokenizer = tiny_clip_tokenizer(tmp_path / "tok")
-    images = [Image.open(SHARED_IMAGES / "t2v_metrics" / "0" / "DALLE3.png").convert("RGB")] if SHARED_IMAGES.exists() \
-        else random_images(1)
+    images = [Image.open(GOLDEN_IMAGES / "painter-faithful-0.png").convert("RGB")]
     images += random_images(2, seed=5)
     prompts = PROMPTS[:3]
     for convention in ("hpsv2@raw-cos", "hpsv2@x-logit-scale"):
@@ -135,18 +134,10 @@ def test_hpsv2_checkpoint_from_open_clip_converts_exactly(tmp_path):
         np.testing.assert_allclose(got, (scale * cos).numpy(), rtol=1e-4, atol=1e-5)
 
 
-# -- preprocessing on real images ---------------------------------------------------------------------
-
-def _real_images():
-    if not SHARED_IMAGES.exists():
-        pytest.skip(f"shared images not found at {SHARED_IMAGES}")
-    return [SHARED_IMAGES / "t2v_metrics" / "0.png", SHARED_IMAGES / "imagereward" / "1.webp",
-            SHARED_IMAGES / "t2v_metrics" / "1" / "Midjourney.jpg"]
-
+# -- preprocessing on images of real sizes ------------------------------------------------------------
 
 def test_clip_center_crop_matches_a_hand_made_pil_pipeline():
-    for path in _real_images():
-        img = Image.open(path).convert("RGB")
+    for img in in_repo_images():
         w, h = img.size
         short = min(w, h)
         new_w, new_h = (224, int(224 * h / w)) if w == short else (int(224 * w / h), 224)
@@ -158,9 +149,7 @@ def test_clip_center_crop_matches_a_hand_made_pil_pipeline():
 
 
 def test_hpsv2_keeps_the_whole_non_square_image_with_black_bars():
-    path = _real_images()[0]  # 1920x1280 JPEG named .png
-    img = Image.open(path).convert("RGB")
-    assert img.size == (1920, 1280)
+    img = photo_like((1920, 1280))
     canvas = np.zeros((1920, 1920, 3), dtype=np.uint8)
     canvas[320:1600] = np.asarray(img)
     expected = np.asarray(Image.fromarray(canvas).resize((224, 224), Image.Resampling.BICUBIC))

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from metrics_tiny import SHARED_IMAGES, random_images
+from metrics_tiny import photo_like, random_images
 from pixeljury.metrics.distribution import ReferenceStatsCache, SetDistance, resize_for_extractor
 from pixeljury.metrics.fid_math import frechet_distance, kernel_distance, statistics
 from pixeljury.metrics.registry import get_spec, load_metric
@@ -114,10 +114,7 @@ def test_fid_and_kid_of_a_set_with_itself_are_about_zero(tmp_path):
 
 
 def test_clean_resize_is_float_bicubic_without_uint8_round_trip():
-    path = SHARED_IMAGES / "t2v_metrics" / "0.png"
-    if not path.exists():
-        pytest.skip(f"shared images not found at {SHARED_IMAGES}")
-    img = Image.open(path).convert("RGB")  # 1920x1280, a JPEG named .png
+    img = photo_like((1920, 1280))  # a camera-sized JPEG
     got = resize_for_extractor(img, 299, "clean")
     arr = np.asarray(img)
     for c in range(3):
