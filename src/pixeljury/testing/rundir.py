@@ -86,8 +86,9 @@ def write_run_dir(out: Path, items: list[FakeImage], *, base: Path | None = None
     return out
 
 
-# A small, realistic run over the shared t2v_metrics images: four models, two prompts, all five L1
-# dimensions, with one unreadable answer and some N/A verdicts, so every part of a report has data.
+# A small, realistic run over images laid out as t2v_metrics' (``<prompt index>/<model file>``): four
+# models, two prompts, all five L1 dimensions, with one unreadable answer and some N/A verdicts, so
+# every part of a report has data.
 T2V_PROMPTS = (
     "The brown dog chases the black dog around the tree.",
     "Two cats sit at the window, the blue one intently watching the rain, the red one curled up asleep.",
@@ -111,7 +112,8 @@ def _verdicts(strength: int, prompt_index: int) -> dict[str, dict[str, Any] | st
 
 
 def sample_run(out: Path, images_dir: Path) -> Path:
-    """Write the sample run (``images_dir`` = shared/data/images/t2v_metrics)."""
+    """Write the sample run over ``images_dir/<prompt index>/<file of T2V_MODELS>`` (the shared
+    t2v_metrics images, or any images saved in that layout: tests/test_report.py draws its own)."""
     items = []
     for p, prompt in enumerate(T2V_PROMPTS):
         for strength, (model, filename) in zip((3, 2, 1, 0), T2V_MODELS):
