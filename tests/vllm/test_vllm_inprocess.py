@@ -72,6 +72,22 @@ def test_over_long_request_is_recorded_and_the_rest_of_the_batch_kept(engine: VL
     assert generations[1].error is not None and "vLLM rejected the request" in generations[1].error
 
 
+def test_concurrent_async_callers_get_what_generate_gives(engine: VLLMEngine) -> None:
+    """agenerate runs each caller's batch on the engine's worker thread, one at a time."""
+    import asyncio
+
+    requests = judge_requests(2, with_schema=False)  # 10 requests: five callers of two
+    calls = [requests[i:i + 2] for i in range(0, len(requests), 2)]
+    expected = engine.generate(requests, UNCONSTRAINED)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(engine.agenerate(call, UNCONSTRAINED) for call in calls))
+
+    answers = [g for batch in asyncio.run(main()) for g in batch]
+    assert [(g.request_id, g.text, g.completion_tokens) for g in answers] == [
+        (g.request_id, g.text, g.completion_tokens) for g in expected]
+
+
 def test_describe_records_the_settings_that_change_results(engine: VLLMEngine) -> None:
     described = engine.describe()
     assert described["engine"] == "vllm" and described["vllm_version"] == "0.32.0"
