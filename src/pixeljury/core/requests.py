@@ -55,6 +55,12 @@ class GenerationParams:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def sampling(self) -> dict[str, Any]:
+        """The sampling settings under the names vLLM's ``SamplingParams`` and OpenAI-compatible
+        servers use."""
+        return {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "top_k": self.top_k, "repetition_penalty": self.repetition_penalty, "seed": self.seed}
+
 
 @dataclass
 class ChatRequest:

@@ -4,9 +4,10 @@ tokenizer's special tokens, and the model's context length. Shared by the in-pro
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from pixeljury.engines.base import ChatRequest, Generation, ScoreRequest, TextPart
+from pixeljury.engines.base import ChatRequest, Generation, ScoreRequest, Scores, TextPart, first_token_ids
 
 
 def special_token_texts(tokenizer: Any) -> frozenset[str]:
@@ -72,3 +73,40 @@ def context_length(config: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def scored_token_ids(tokenizer: Any, request: ScoreRequest) -> list[int]:
+    """The ids a request asks about: each candidate's first token, or the continuation's tokens.
+    Raises ValueError for candidates sharing a first token (see :func:`first_token_ids`)."""
+    def encode(text: str) -> list[int]:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+
+    if request.candidates is not None:
+        return first_token_ids(encode, request.candidates)
+    ids = encode(request.continuation or "")
+    if not ids:
+        raise ValueError(f"continuation {request.continuation!r} encodes to no token")
+    return ids
+
+
+def score_checked(requests: list[ScoreRequest], refusal_reason: Callable[[ScoreRequest], str | None], tokenizer: Any,
+                  run: Callable[[list[ScoreRequest], list[list[int]]], list[Scores]]) -> list[Scores]:
+    """One :class:`Scores` per request, in order: requests that can never be scored (refused by
+    ``refusal_reason``, candidates sharing a first token, an empty continuation) come back with a
+    not retryable error without reaching the model; the others go to ``run`` with their token ids."""
+    results: list[Scores | None] = []
+    token_ids: list[list[int]] = []
+    for request in requests:
+        reason = refusal_reason(request)
+        ids: list[int] = []
+        if reason is None:
+            try:
+                ids = scored_token_ids(tokenizer, request)
+            except ValueError as exc:
+                reason = f"not sent: {exc}"
+        results.append(Scores.failed(request.request_id, reason, retryable=False) if reason else None)
+        token_ids.append(ids)
+    sent = [i for i, s in enumerate(results) if s is None]
+    for i, scores in zip(sent, run([requests[i] for i in sent], [token_ids[i] for i in sent])):
+        results[i] = scores
+    return results  # type: ignore[return-value] - every position is filled

@@ -14,7 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pixeljury.engines.base import ImagePart, ScoreRequest, Scores, first_token_ids
+from pixeljury.engines.base import ImagePart, ScoreRequest, Scores
+from pixeljury.engines.guards import score_checked
 
 if TYPE_CHECKING:
     from pixeljury.engines.hf import TransformersEngine
@@ -22,41 +23,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def scored_token_ids(tokenizer: Any, request: ScoreRequest) -> list[int]:
-    """The ids a request asks about: each candidate's first token, or the continuation's tokens.
-    Raises ValueError for candidates sharing a first token (see :func:`first_token_ids`)."""
-    def encode(text: str) -> list[int]:
-        return list(tokenizer.encode(text, add_special_tokens=False))
-
-    if request.candidates is not None:
-        return first_token_ids(encode, request.candidates)
-    ids = encode(request.continuation or "")
-    if not ids:
-        raise ValueError(f"continuation {request.continuation!r} encodes to no token")
-    return ids
-
-
 def score_requests(engine: "TransformersEngine", requests: list[ScoreRequest]) -> list[Scores]:
     """One :class:`Scores` per request, in order. Requests that can never be scored (special tokens
     in their text, candidates sharing a first token, longer than the context) come back with a not
     retryable error without reaching the model; a batch the processor or the model fails on is run
     one by one, so only a request that fails alone comes back with (a retryable) error."""
-    results: list[Scores | None] = []
-    token_ids: list[list[int]] = []
-    for request in requests:
-        reason = engine.special_tokens.refusal_reason(request)
-        ids: list[int] = []
-        if reason is None:
-            try:
-                ids = scored_token_ids(engine.processor.tokenizer, request)
-            except ValueError as exc:
-                reason = f"not sent: {exc}"
-        results.append(Scores.failed(request.request_id, reason, retryable=False) if reason else None)
-        token_ids.append(ids)
-    sent = [i for i, s in enumerate(results) if s is None]
-    for i, scores in zip(sent, _score_fitting(engine, [requests[i] for i in sent], [token_ids[i] for i in sent])):
-        results[i] = scores
-    return results  # type: ignore[return-value] - every position is filled
+    return score_checked(requests, engine.special_tokens.refusal_reason, engine.processor.tokenizer,
+                         lambda sent, ids: _score_fitting(engine, sent, ids))
 
 
 def _score_fitting(engine: "TransformersEngine", requests: list[ScoreRequest], token_ids: list[list[int]]) -> list[Scores]:

@@ -56,15 +56,7 @@ def sampling_fields(
     ``top_k``, ``repetition_penalty`` and ``chat_template_kwargs`` are not OpenAI fields; both
     servers accept them at the top level of the body (the OpenAI SDK's ``extra_body``).
     """
-    body: dict[str, Any] = {
-        "max_tokens": params.max_new_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-        "repetition_penalty": params.repetition_penalty,
-        "seed": params.seed,
-        "chat_template_kwargs": {"enable_thinking": params.enable_thinking},
-    }
+    body: dict[str, Any] = {**params.sampling(), "chat_template_kwargs": {"enable_thinking": params.enable_thinking}}
     if params.json_schema_constrained:
         if json_schema is None:
             raise ValueError("constrained output asked for, but the request carries no JSON schema")

@@ -59,14 +59,7 @@ def sampling_kwargs(
 ) -> dict[str, Any]:
     """``vllm.SamplingParams`` keyword arguments for one request (the structured-outputs constraint
     comes back as a plain ``{"json": schema}`` dict; the engine wraps it)."""
-    kwargs: dict[str, Any] = {
-        "max_tokens": params.max_new_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-        "repetition_penalty": params.repetition_penalty,
-        "seed": params.seed,
-    }
+    kwargs: dict[str, Any] = params.sampling()
     if params.json_schema_constrained:
         if json_schema is None:
             raise ValueError("constrained output asked for, but the request carries no JSON schema")

@@ -19,7 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pixeljury.data.images import to_rgb
-from pixeljury.engines.base import ScoreRequest, Scores, chat_messages, first_token_ids
+from pixeljury.engines.base import ScoreRequest, Scores, chat_messages
+from pixeljury.engines.guards import score_checked
 
 if TYPE_CHECKING:
     from pixeljury.engines.vllm_engine import VLLMEngine
@@ -48,27 +49,8 @@ def score_requests(engine: "VLLMEngine", requests: list[ScoreRequest]) -> list[S
     """One :class:`Scores` per request, in order; a request that can never be scored (special tokens,
     candidates sharing a first token, too many images) fails alone and not retryable; when vLLM refuses
     a batch, its requests are scored one by one."""
-    tokenizer = engine.tokenizer()
-    results: list[Scores | None] = []
-    scored: list[list[int]] = []
-    for request in requests:
-        reason = engine.refusal_reason(request)
-        ids: list[int] = []
-        if reason is None:
-            try:
-                encode = lambda text: list(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-                ids = (first_token_ids(encode, request.candidates) if request.candidates is not None
-                       else encode(request.continuation or ""))
-                if not ids:
-                    raise ValueError(f"continuation {request.continuation!r} encodes to no token")
-            except ValueError as exc:
-                reason = f"not sent: {exc}"
-        results.append(Scores.failed(request.request_id, reason, retryable=False) if reason else None)
-        scored.append(ids)
-    sent = [i for i, s in enumerate(results) if s is None]
-    for i, scores in zip(sent, _score_sent(engine, [requests[i] for i in sent], [scored[i] for i in sent])):
-        results[i] = scores
-    return results  # type: ignore[return-value] - every position is filled
+    return score_checked(requests, engine.refusal_reason, engine.tokenizer(),
+                         lambda sent, ids: _score_sent(engine, sent, ids))
 
 
 def _score_sent(engine: "VLLMEngine", requests: list[ScoreRequest], scored: list[list[int]]) -> list[Scores]:
