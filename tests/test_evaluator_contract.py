@@ -84,10 +84,18 @@ def test_shard_states_merge_to_the_whole(engine, samples) -> None:
     assert merged == whole and merged["check"]["mean"].hex() == whole["check"]["mean"].hex()
 
 
-def test_an_engine_without_scoring_is_refused_before_the_follow_up_runs(samples) -> None:
+def test_an_engine_without_scoring_is_refused_before_anything_runs(samples) -> None:
     replay = ReplayEngine.constant("cat")
-    with pytest.raises(EngineError, match="cannot serve 'score' requests"):
+    with pytest.raises(EngineError, match="cannot serve 'score' requests, which this evaluator needs"):
         evaluate(NameThenCheck(), samples[:1], replay)
+    assert replay.calls == 0  # request_kinds names the scoring stage: refused before the first
+
+
+def test_without_declared_kinds_the_follow_up_is_refused_when_it_comes(samples) -> None:
+    replay = ReplayEngine.constant("cat")
+    undeclared = type("Undeclared", (NameThenCheck,), {"request_kinds": None})()
+    with pytest.raises(EngineError, match="cannot serve 'score' requests"):
+        evaluate(undeclared, samples[:1], replay)
     assert replay.calls == 1  # the first stage ran; the scoring stage was refused, not sent
 
 
@@ -95,7 +103,7 @@ def test_engine_failures_become_error_verdicts_never_scores(samples) -> None:
     def respond(req):
         return None if req.request_id.startswith("1:") else "cat"
     replay = ReplayEngine(respond)
-    first_stage_only = type("FirstStage", (NameThenCheck,), {"read": lambda self, s, a, ans: Reading(
+    first_stage_only = type("FirstStage", (NameThenCheck,), {"request_kinds": None, "read": lambda self, s, a, ans: Reading(
         [Verdict(s.sample_id, "name", "scored", 1.0)])})()
     result = evaluate(first_stage_only, samples[:3], replay)
     statuses = {v.sample_id: (v.status, v.value) for v in result.verdicts}

@@ -15,6 +15,7 @@ class NameThenCheck(Evaluator):
 
     identity = EvaluatorIdentity("name-then-check", "1")
     params = GenerationParams(max_new_tokens=6, enable_thinking=False)
+    request_kinds = frozenset({"chat", "score"})  # the engine must score too: refused before stage 1 otherwise
 
     def _parts(self, sample: Sample, text: str) -> list:
         return [lazy_image(sample.images[0]), TextPart(text)]  # the runner loads the image when it sends

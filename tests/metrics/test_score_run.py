@@ -144,3 +144,18 @@ def test_a_crash_inside_the_job_marks_the_running_manifest_stopped(tmp_path, mon
         _score(inp, out, ReplayEngine.constant(_answer(3)))
     running = json.loads((out / "manifest.running.json").read_text())
     assert running["status"] == "stopped" and running["stopped"] == "RuntimeError: tables broke"
+
+
+def test_a_metric_that_breaks_outside_an_item_stops_the_run_at_once(tmp_path):
+    inp, out = _input(tmp_path), tmp_path / "run"
+    calls = []
+
+    def broken(_req):
+        calls.append(1)
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    heard = ev.Collect()
+    [summary] = _score(inp, out, ReplayEngine(broken), settings=RunnerSettings(retry_wait=0.0), on_event=heard)
+    assert len(calls) == 1  # not retried: every chunk would fail the same way
+    assert "RuntimeError: CUDA error" in summary.stopped and [i for i, _ in summary.failed] == [0, 1, 2]
+    assert json.loads((out / "manifest.json").read_text())["status"] == "stopped"

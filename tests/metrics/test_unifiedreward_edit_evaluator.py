@@ -11,6 +11,7 @@ from PIL import Image
 
 from pixeljury.core.evaluator import ImageRef, Sample
 from pixeljury.engines.base import ChatRequest, Engine, Generation, GenerationParams, ImagePart, TextPart
+from pixeljury.engines.replay import ReplayEngine
 from pixeljury.metrics.unifiedreward_edit_evaluator import UnifiedRewardEditEvaluator
 from pixeljury.metrics.unifiedreward_edit_prompts import QUALITY_PROMPT, instruction_following_prompt
 from pixeljury.runs.evaluate import run_evaluator
@@ -82,3 +83,23 @@ def test_a_sample_with_the_wrong_number_of_images_is_refused(tmp_path):
     with pytest.raises(ValueError, match="takes 3 images"):
         run_evaluator(UnifiedRewardEditEvaluator("unifiedreward-edit@pairwise-rank"), _samples(tmp_path, 2),
                       Scripted(lambda _r: ""))
+
+
+@pytest.mark.parametrize("convention, stages", [
+    ("unifiedreward-edit@pairwise-rank", 1), ("unifiedreward-edit@pointwise-viescore-0-25", 2),
+])
+def test_failures_count_under_the_convention_so_its_counts_add_up(tmp_path, convention, stages):
+    def answer(req):
+        sample = req.request_id.split("/")[0]
+        if sample == "1":
+            return None  # no answer at all: an error
+        if sample == "2":
+            return "nothing readable"
+        return '{"score" : [9, 9]}' if stages == 2 else "Edited image 1 is better"
+
+    base = _samples(tmp_path, 2 if stages == 2 else 3)
+    samples = [*base, Sample("2", "make it blue", base[0].images)]  # 0 reads, 1 gets no answer, 2 is unreadable
+    result = run_evaluator(UnifiedRewardEditEvaluator(convention), samples, ReplayEngine(answer))
+    counts = result.aggregate[convention]["counts"]
+    assert counts == {"error": 1, "parse_failure": 1, "scored": 1}
+    assert result.aggregate[convention]["mean"] == (9.0 if stages == 2 else 1.0)

@@ -158,9 +158,9 @@ class Evaluator(ABC):
     # thinking, at most 1024 new tokens) is no protocol's: an evaluator sets its own, as Q-Judger
     # sets its official ones (GenerationParams' defaults, from the run's settings).
     params: GenerationParams = GenerationParams(max_new_tokens=1024, repetition_penalty=1.0, enable_thinking=False)
-    # True when read() may return follow-ups: a resumed run then reads stored answers again to
-    # rebuild the later stages (single-stage evaluators skip that work).
-    multi_stage: bool = False
+    # Every request kind its asks may use, follow-ups included ("chat", "score", "measure"); when
+    # set, an engine lacking one is refused before anything runs, not when the follow-ups come.
+    request_kinds: frozenset[str] | None = None
     # True when plan() gives one ask per sample: failures then name the row alone, not the ask.
     one_ask_per_sample: bool = False
     # Where this evaluator's failures are recorded in the store; None: by what failed ("image",
@@ -186,7 +186,14 @@ class Evaluator(ABC):
         request = ask.request
         texts = [getattr(request, "system", ""),
                  *(getattr(p, "text", None) or getattr(p, "sha256", "") for p in request.user)]
-        extra = (request.candidates, request.continuation) if isinstance(request, ScoreRequest) else self.params.as_dict()
+        if isinstance(request, ScoreRequest):
+            extra: Any = {"candidates": request.candidates, "continuation": request.continuation,
+                          "enable_thinking": request.enable_thinking}
+        elif isinstance(request, ChatRequest):
+            extra = {"params": self.params.as_dict(), "json_schema": request.json_schema,
+                     "schema_name": request.schema_name, "reasoning": request.reasoning}
+        else:
+            extra = None
         return {**self.identity.as_dict(), "model": model, "prompt": sample.prompt,
                 "images": [i.sha256 for i in sample.images], "ask": ask.name, "kind": ask.kind, "texts": texts,
                 "extra": extra}
@@ -194,6 +201,12 @@ class Evaluator(ABC):
     def ask_key(self, sample: Sample, ask: Ask, model: str) -> str:
         """The content key of an ask (of :meth:`key_fields`). Equal keys mean equal answers can be reused."""
         return content_key(self.key_fields(sample, ask, model))
+
+    def verdict_names(self, ask: Ask) -> list[str]:
+        """The verdicts an ask's answer would give, named so: a failed ask gets an ``error`` verdict of
+        each, so every name's counts add up to the samples (override when reading gives more than
+        the ask's own name, e.g. a combined score)."""
+        return [ask.name]
 
     def load_image(self, ref: ImageRef) -> Image.Image:
         """An image as this evaluator sends it (override for a protocol's own resize). Raise an
@@ -275,9 +288,14 @@ class EvaluationResult:
     stopped: str | None = None  # why the run stopped before the end, if it did
 
 
-def check_capabilities(engine: RequestEngine, asks: Iterable[Ask]) -> None:
-    """Refuse, before anything runs, asks of a kind the engine lacks or with more images than it takes."""
+def check_capabilities(engine: RequestEngine, asks: Iterable[Ask], kinds: Iterable[str] | None = None) -> None:
+    """Refuse, before anything runs, asks of a kind the engine lacks or with more images than it
+    takes, and (``kinds``: an evaluator's ``request_kinds``) kinds its later stages will need."""
     caps = engine.capabilities
+    missing = sorted(set(kinds or ()) - set(caps.kinds))
+    if missing:
+        raise EngineError(f"the {engine.name} engine cannot serve {missing[0]!r} requests, which this evaluator "
+                          f"needs; it supports {sorted(caps.kinds)}", retryable=False)
     for ask in asks:
         if not caps.supports(ask.kind):
             raise EngineError(f"the {engine.name} engine cannot serve {ask.kind!r} requests (ask {ask.name!r}); "

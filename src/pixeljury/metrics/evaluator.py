@@ -18,7 +18,7 @@ from PIL import Image
 from pixeljury.core.evaluator import (
     Ask, Evaluator, EvaluatorIdentity, ImageRef, Reading, Sample, StoredForm, Verdict, VerdictMeans, lazy_image,
 )
-from pixeljury.core.requests import EngineCapabilities, MeasureRequest, Measurement
+from pixeljury.core.requests import EngineCapabilities, EngineError, MeasureRequest, Measurement
 from pixeljury.data.images import ImageLoadError
 from pixeljury.metrics.base import Metric, MetricError, MetricInputError, MetricResult, load_rgb
 
@@ -40,6 +40,7 @@ class MetricEvaluator(Evaluator):
     """One ask per item, named by the metric's convention; the verdict's value is the metric's."""
 
     one_ask_per_sample = True
+    request_kinds = frozenset({"measure"})
 
     def __init__(self, metric: Metric):
         self.metric = metric
@@ -91,6 +92,8 @@ class MetricEngine:
         try:
             results: list[MetricResult | MetricError] = list(
                 self.metric.score(prompts, images, batch_size=self.batch_size))
+        except EngineError:
+            raise  # a generative metric's engine: the runner retries it or stops, as for any engine
         except MetricError:
             # One item's failure (e.g. an unparseable generated rating) must not sink the chunk:
             # score item by item so that each failure is recorded against its own row.
@@ -100,6 +103,10 @@ class MetricEngine:
                     results.append(self.metric.score([prompt], [image])[0])
                 except MetricError as exc:
                     results.append(exc)
+        except Exception as exc:
+            # Not one item's fault (a bug, weights that cannot run, memory): every chunk would fail
+            # the same way, so the run stops at once, saying why; what is committed stays.
+            raise EngineError(f"{self.metric.convention} failed ({type(exc).__name__}: {exc})", retryable=False) from exc
         per_item = (time.perf_counter() - began) / max(1, len(requests))
         return [Measurement(r.request_id, error=str(res), seconds=per_item)
                 if isinstance(res, MetricError) else

@@ -132,9 +132,13 @@ def _finish(session: RunSession, rows: list[InputRow], hashes: dict[int, str | E
             summaries: list[MetricRunSummary]) -> None:
     failed = sum(len(s.failed) for s in summaries)
     stopped = next((s.stopped for s in summaries if s.stopped is not None), None)
+    keys = [k for s in summaries for k in s.keys.values()]
+    missing = set(keys) - session.store.existing_keys(keys)
+    permanent = sum(lasting for _, lasting in session.store.latest_failure_states(missing).values())
     manifest = session.end(
         items=sum(len(rows) for _ in summaries), scored=sum(s.scored for s in summaries),
-        reused=sum(s.skipped for s in summaries), failed=failed, stopped=stopped, status=run_status(stopped, failed, 0),
+        reused=sum(s.skipped for s in summaries), failed=failed, permanent_failures=permanent, stopped=stopped,
+        status=run_status(stopped, failed, permanent),
     )
     write_tables(session.store, rows, hashes, summaries, session.out, manifest=manifest)
 
@@ -175,17 +179,24 @@ def _score_rows(metric: Metric, rows: list[InputRow], hashes: dict[int, str | Ex
     runner = BatchRunner(evaluator, MetricEngine(metric, batch_size=batch_size, chunk=LOAD_CHUNK), store, settings,
                          emit)
     emit(WorkStarted(metric.convention, len(todo), unit="items"))
+    images: dict = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.loader_threads), thread_name_prefix="pixeljury-load") as pool:
             batches = [todo[i : i + LOAD_CHUNK] for i in range(0, len(todo), LOAD_CHUNK)]
             images = runner.prefetch(pool, batches[0] if batches else None)
             for i, batch in enumerate(batches):  # images of the next chunk decode while this one is scored
-                if runner.stopped is not None:
+                if runner.stopped is not None:  # rows not reached: without a value, said so
+                    summary.failed += [(job.row, f"not scored: the run stopped ({runner.stopped})")
+                                       for rest in batches[i:] for job in rest]
                     break
                 ahead = runner.prefetch(pool, batches[i + 1] if i + 1 < len(batches) else None)
-                for job, reading in runner.run_batch(batch, images):
-                    summary.failed += [(job.row, v.error or "") for v in reading.verdicts if v.status == "error"]
-                images = ahead
+                try:
+                    for job, reading in runner.run_batch(batch, images):
+                        summary.failed += [(job.row, v.error or "") for v in reading.verdicts if v.status == "error"]
+                finally:
+                    images = ahead
+            for future in images.values():  # decodes queued for chunks the stop left unscored
+                future.cancel()
     finally:
         emit(WorkFinished(metric.convention))
     summary.scored, summary.stopped = runner.computed, runner.stopped

@@ -8,7 +8,8 @@ same prompts and image order as ``UnifiedRewardEdit``); images are named, and lo
 
 - pointwise: two stages. The instruction-following answer (source + edit) is read first; the
   visual-quality ask (the edit alone) follows, and its reading gives the VIEScore
-  ``sqrt(min(instruction scores) * min(quality scores))`` on 0-25.
+  ``sqrt(min(instruction scores) * min(quality scores))`` on 0-25. A stage that fails counts under
+  the convention too, so its counts add up to the samples.
 - pairwise rank: 1.0 when edit 1 is preferred, 0.0 when edit 2.
 - pairwise score: score of edit 1 minus score of edit 2.
 
@@ -41,7 +42,6 @@ class UnifiedRewardEditEvaluator(Evaluator):
             raise ValueError(f"unknown UnifiedReward-Edit convention {convention!r}; choose from "
                              f"{', '.join(TASK_BY_CONVENTION)}")
         self.convention, self.task, self.params = convention, TASK_BY_CONVENTION[convention], params
-        self.multi_stage = self.task == "pointwise"
         self.identity = EvaluatorIdentity("unifiedreward-edit", "1", {"convention": convention})
 
     def plan(self, sample: Sample) -> list[Ask]:
@@ -54,12 +54,16 @@ class UnifiedRewardEditEvaluator(Evaluator):
         if self.task == "pointwise":
             return [self._ask(sample, "instruction", sample.images, instruction_following_prompt(sample.prompt))]
         prompt = pairwise_rank_prompt if self.task == "pairwise-rank" else pairwise_score_prompt
-        return [self._ask(sample, self.task, sample.images, prompt(sample.prompt))]
+        return [self._ask(sample, self.convention, sample.images, prompt(sample.prompt))]
 
     def _ask(self, sample: Sample, name: str, images: Any, text: str, context: dict | None = None) -> Ask:
         # Images first, then the text, as the official client builds its user turn.
         request = ChatRequest(f"{sample.sample_id}/{name}", "", [*(lazy_image(ref) for ref in images), TextPart(text)])
         return Ask(name, request, context or {})
+
+    def verdict_names(self, ask: Ask) -> list[str]:
+        """A pointwise stage's own verdict and the convention's (so failures count under it too)."""
+        return [ask.name, self.convention] if self.task == "pointwise" else [self.convention]
 
     def read(self, sample: Sample, ask: Ask, answer: Any) -> Reading:
         assert isinstance(answer, Generation)
@@ -79,7 +83,7 @@ class UnifiedRewardEditEvaluator(Evaluator):
                             {"editing_success": following[0], "overediting": following[1],
                              "naturalness": quality[0], "artifacts": quality[1]}),
                 ])
-            if ask.name == "pairwise-rank":
+            if self.task == "pairwise-rank":
                 preferred = parse_rank(answer.text)
                 return Reading([Verdict(sid, self.convention, "scored", 1.0 if preferred == 1 else 0.0,
                                         {"preferred": preferred})])
@@ -88,8 +92,8 @@ class UnifiedRewardEditEvaluator(Evaluator):
                                     {"score_1": first, "score_2": second})])
         except ValueError as exc:
             finish = f"; finish_reason={answer.finish_reason}" if answer.finish_reason != "stop" else ""
-            return Reading([Verdict(sid, ask.name, "parse_failure", None, {"raw_text": answer.text[:400]},
-                                    f"{exc}{finish}")])
+            return Reading([Verdict(sid, name, "parse_failure", None, {"raw_text": answer.text[:400]}, f"{exc}{finish}")
+                            for name in self.verdict_names(ask)])
 
     def accumulator(self) -> VerdictMeans:
         return VerdictMeans()

@@ -23,7 +23,7 @@ from pixeljury.core.evaluator import (
     Ask, EvaluationResult, Evaluator, Reading, RequestEngine, Sample, Verdict, check_capabilities,
 )
 from pixeljury.core.requests import EngineError
-from pixeljury.runs.events import EventSink, Resuming, WorkFinished, WorkStarted, ignore
+from pixeljury.runs.events import EventSink, Resuming, RunStopped, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.lock import RunLock
 from pixeljury.runs.manifest import environment, iso_now
 from pixeljury.runs.outcome import run_status
@@ -97,7 +97,7 @@ def _evaluate(evaluator: Evaluator, samples: list[Sample], engine: RequestEngine
         twice = sorted({s.sample_id for s in samples if s.sample_id in seen or seen.add(s.sample_id)})  # type: ignore[func-returns-value]
         raise ValueError(f"sample ids must be unique; repeated: {twice[:5]}")
     pending: list[tuple[Sample, Ask]] = [(s, a) for s in samples for a in evaluator.plan(s)]
-    check_capabilities(engine, (a for _, a in pending))
+    check_capabilities(engine, (a for _, a in pending), evaluator.request_kinds)
     runner = BatchRunner(evaluator, engine, store, settings, emit)
     size = max(1, batch_size or engine.preferred_batch_size)
     verdicts: list[Verdict] = []
@@ -116,39 +116,59 @@ def _evaluate(evaluator: Evaluator, samples: list[Sample], engine: RequestEngine
                     todo.append(job)
                     continue
                 reused += 1
-                readings.append((job, evaluator.read(job.sample, job.ask, stored_answer(job, record))))
+                readings.append((job, _read_stored(runner, job, record)))
             readings += _ask(runner, pool, todo, size, emit, f"{evaluator.identity.name}: stage {stage}")
+            place = {id(job): n for n, job in enumerate(jobs)}
+            readings.sort(key=lambda jr: place[id(jr[0])])  # plan order, whatever the store held
             pending = [(job.sample, follow) for job, reading in readings for follow in reading.follow_ups]
             verdicts += [v for _, reading in readings for v in reading.verdicts]
             if runner.stopped is not None:
                 break
             check_capabilities(engine, (a for _, a in pending))
-    if pending and runner.stopped is None:
+    if runner.stopped is not None:
+        emit(RunStopped(runner.stopped))
+        why = f"not asked: the run stopped ({runner.stopped})"  # follow-ups the stop left unasked
+        verdicts += [v for s, a in pending for v in runner.error_reading(Job(s, a, "", rows[s.sample_id]), why).verdicts]
+    elif pending:
         raise EngineError(f"{evaluator.identity.name} still asked follow-ups after {max_stages} stages", retryable=False)
     acc = evaluator.accumulator()
     acc.update_many(verdicts)
     return EvaluationResult(verdicts, acc.compute(), runner.asked, reused, runner.stopped)
 
 
+def _read_stored(runner: BatchRunner, job: Job, record: Any) -> Reading:
+    """A stored answer read again (resume); a reader that fails on it gives an error, not a crash."""
+    try:
+        return runner.evaluator.read(job.sample, job.ask, stored_answer(job, record))
+    except Exception as exc:  # noqa: BLE001 - one stored answer must not end the run; said as an error
+        return runner.error_reading(job, f"pixeljury could not read the stored answer ({type(exc).__name__}: "
+                                          f"{exc}); please report this")
+
+
 def _ask(runner: BatchRunner, pool: ThreadPoolExecutor, todo: list[Job], size: int, emit: EventSink,
          label: str) -> list[tuple[Job, Reading]]:
-    """Send ``todo`` in batches of one kind, images of the next batch loading while one runs."""
-    batches = [group[i : i + size] for kind in ("chat", "score")
+    """Send ``todo`` in batches of one request kind, images of the next batch loading while one runs."""
+    kinds = list(dict.fromkeys(j.ask.kind for j in todo))
+    batches = [group[i : i + size] for kind in kinds
                for group in [[j for j in todo if j.ask.kind == kind]] for i in range(0, len(group), size)]
     readings: list[tuple[Job, Reading]] = []
     emit(WorkStarted(label, len(todo)))
+    images: dict = {}
     try:
         images = runner.prefetch(pool, batches[0] if batches else None)
         for i, batch in enumerate(batches):
             if runner.stopped is not None:  # what is left gets no answer this run: errors, asked again next run
                 why = f"not asked: the run stopped ({runner.stopped})"
-                readings += [(j, Reading([Verdict(j.sample.sample_id, j.ask.name, "error", error=why)]))
-                             for rest in batches[i:] for j in rest]
+                readings += [(j, runner.error_reading(j, why)) for rest in batches[i:] for j in rest]
                 break
             ahead = runner.prefetch(pool, batches[i + 1] if i + 1 < len(batches) else None)
-            readings += runner.run_batch(batch, images)
-            images = ahead
+            try:
+                readings += runner.run_batch(batch, images)
+            finally:
+                images = ahead
     finally:
+        for future in images.values():  # decodes queued for batches the stop left unasked
+            future.cancel()
         emit(WorkFinished(label))
     return readings
 

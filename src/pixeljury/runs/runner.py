@@ -68,7 +68,7 @@ class BatchRunner:
         where = f"row {job.row}" if self.evaluator.one_ask_per_sample or not name_ask else f"row {job.row} {job.ask.name}"
         self.store.record_failure(self.evaluator.failure_stage or stage, f"{where}: {why}", key=job.key,
                                   row_index=job.row, **kw)
-        return _error(job, why, not kw.get("permanent", False))
+        return self.error_reading(job, why, not kw.get("permanent", False))
 
     # -- images ------------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class BatchRunner:
         self.asked += len(requests)
         if answers is None:
             self.emit(Advanced(len(batch), errors=len(batch)))
-            return readings + [(j, _error(j, self.batch_error or "")) for j in kept]
+            return readings + [(j, self.error_reading(j, self.batch_error or "")) for j in kept]
         records, parse_failures, errors, tokens = [], 0, len(batch) - len(kept), 0
         # Requests the engine refuses as such (too long, control tokens) say nothing about the engine.
         if answers and all(a.error is not None for a in answers) and any(a.retryable for a in answers):
@@ -207,6 +207,11 @@ class BatchRunner:
                            parse_failures=parse_failures, errors=errors))
         return readings
 
+    def error_reading(self, job: Job, why: str, retryable: bool = True) -> Reading:
+        """What a job without an answer gives: an ``error`` verdict under each name its answer would have given."""
+        return Reading([Verdict(job.sample.sample_id, name, "error", error=why, retryable=retryable)
+                        for name in self.evaluator.verdict_names(job.ask)])
+
     def record(self, job: Job, answer: Answer, reading: Reading) -> ResultRecord:
         """The stored form of an answer: the evaluator's words for its verdict, the answer to read again."""
         own = [v for v in reading.verdicts if v.name == job.ask.name] or reading.verdicts
@@ -220,7 +225,11 @@ class BatchRunner:
         if isinstance(answer, Scores):
             parsed["answer"] = {"logprobs": answer.logprobs, "logprob": answer.logprob, "tokens": answer.tokens}
             return ResultRecord(**common, parsed=parsed, prompt_tokens=answer.prompt_tokens)
-        if isinstance(answer, Measurement):  # the evaluator's stored form holds the value: read it from there
+        if isinstance(answer, Measurement):
+            raw = {"value": answer.value, "extras": answer.extras, "tokens_dropped": answer.tokens_dropped,
+                   "token_limit": answer.token_limit}
+            if any(parsed.get(k) != v for k, v in raw.items()):  # kept apart when the reading changed it
+                parsed["answer"] = raw
             return ResultRecord(**common, parsed=parsed)
         return ResultRecord(**common, raw_text=answer.text, reasoning=answer.reasoning, parsed=parsed,
                             finish_reason=answer.finish_reason, prompt_tokens=answer.prompt_tokens,
@@ -236,7 +245,7 @@ def model_label(engine: RequestEngine) -> str:
 def stored_answer(job: Job, record: ResultRecord) -> Answer:
     """The answer a record keeps, as the engine gave it (to read again on resume)."""
     if isinstance(job.ask.request, MeasureRequest):
-        kept = record.parsed or {}  # a measuring evaluator stores value, extras and truncation as they came
+        kept = (record.parsed or {}).get("answer") or record.parsed or {}  # as the engine gave them
         return Measurement(job.ask.request.request_id, kept.get("value"), kept.get("extras") or {},
                            kept.get("tokens_dropped"), kept.get("token_limit"), record.seconds)
     if isinstance(job.ask.request, ScoreRequest):
@@ -247,10 +256,6 @@ def stored_answer(job: Job, record: ResultRecord) -> Answer:
     return Generation(job.ask.request.request_id, record.raw_text or "", record.finish_reason or "stop",
                       prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
                       reasoning=record.reasoning, seconds=record.seconds)
-
-
-def _error(job: Job, why: str, retryable: bool = True) -> Reading:
-    return Reading([Verdict(job.sample.sample_id, job.ask.name, "error", error=why, retryable=retryable)])
 
 
 def _verdict_dict(v: Verdict) -> dict[str, Any]:
