@@ -47,3 +47,28 @@ def agree_results(out_json: Path, *args: str, check: bool = True) -> tuple[dict[
         return {}, proc
     rows = json.loads(out_json.read_text())["results"]
     return {(r["column"], r["level"]): r for r in rows}, proc
+
+
+def assert_agrees_with_scipy(rows: dict, records: list[dict], human_col: str, n: int) -> None:
+    """Every column's SRCC, KRCC and PLCC equal scipy's on ``records`` (to 1e-12), over all ``n``
+    rows, each statistic inside its bootstrap interval."""
+    import numpy as np
+    from scipy import stats
+
+    human = np.array([d[human_col] for d in records])
+    for column, row in rows.items():
+        metric = np.array([d[column] for d in records])
+        assert row["n"] == n and row["n_dropped"] == 0
+        assert row["srcc"] == pytest.approx(stats.spearmanr(metric, human).statistic, abs=1e-12)
+        assert row["krcc"] == pytest.approx(stats.kendalltau(metric, human, variant="b").statistic, abs=1e-12)
+        assert row["plcc"] == pytest.approx(stats.pearsonr(metric, human).statistic, abs=1e-12)
+        for stat in ("srcc", "krcc", "plcc", "ntire"):
+            lo, hi = row["ci"][stat]
+            assert lo <= row[stat] <= hi, (column, stat)
+
+
+def assert_agreement_csv(path: Path, columns: int) -> None:
+    """The agreement CSV: its leading header fields, CI columns, one line per column."""
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[:4] == ["column", "level", "n", "n_dropped"] and "srcc_ci_low" in header
+    assert len(path.read_text().splitlines()) == 1 + columns

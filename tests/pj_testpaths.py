@@ -47,3 +47,14 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
+
+
+def stored_results(db: Path) -> int:
+    """How many results a run's store holds, read from outside the run (0 while it cannot be read yet)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import pytest
-from _analysis_helpers import run_cli
-from scipy import stats
+from _analysis_helpers import assert_agreement_csv, assert_agrees_with_scipy, run_cli
 
 from pj_testpaths import FIXTURES
 
@@ -33,23 +31,11 @@ def test_agree_matches_scipy_for_every_metric_column(ratings, tmp_path):
     rows = {r["column"]: r for r in result["results"]}
     assert set(rows) == set(METRIC_COLUMNS)  # human_avg, text columns and the list human_scores are not metrics
 
-    data = list(tifa_like_records().values())
-    human = np.array([d["human_avg"] for d in data])
-    for column, row in rows.items():
-        metric = np.array([d[column] for d in data])
-        assert row["n"] == 48 and row["n_dropped"] == 0
-        assert row["srcc"] == pytest.approx(stats.spearmanr(metric, human).statistic, abs=1e-12)
-        assert row["krcc"] == pytest.approx(stats.kendalltau(metric, human, variant="b").statistic, abs=1e-12)
-        assert row["plcc"] == pytest.approx(stats.pearsonr(metric, human).statistic, abs=1e-12)
-        for stat in ("srcc", "krcc", "plcc", "ntire"):
-            lo, hi = row["ci"][stat]
-            assert lo <= row[stat] <= hi, (column, stat)
+    assert_agrees_with_scipy(rows, list(tifa_like_records().values()), "human_avg", n=48)
     # Sorted by SRCC, best first: the construction fixes the order.
     assert [r["column"] for r in result["results"]] == ["close", "coarse", "loose", "reversed"]
     assert rows["reversed"]["srcc"] < -0.8 < 0.9 < rows["close"]["srcc"]
-    header = out_csv.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["column", "level", "n", "n_dropped"] and "srcc_ci_low" in header
-    assert len(out_csv.read_text().splitlines()) == 1 + len(METRIC_COLUMNS)
+    assert_agreement_csv(out_csv, len(METRIC_COLUMNS))
 
 
 def test_sort_by_another_statistic_and_pairs_within_prompt(ratings, tmp_path):

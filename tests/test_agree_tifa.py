@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-from _analysis_helpers import TIFA, needs_tifa, run_cli
-from scipy import stats
+from _analysis_helpers import TIFA, assert_agreement_csv, assert_agrees_with_scipy, needs_tifa, run_cli
 
 METRICS = {"meteor", "bleu", "rouge", "spice", "clipscore_vitb32", "tifa_vilt", "tifa_git-large",
            "tifa_ofa-large", "tifa_blip2-flant5xl", "tifa_mplug-large"}
@@ -23,24 +20,12 @@ def test_agree_on_tifa_matches_scipy_for_every_metric(tmp_path):
     rows = {r["column"]: r for r in result["results"]}
     assert set(rows) == METRICS  # human_avg, ids and the list-valued human_scores are not metric columns
 
-    data = list(json.loads(TIFA.read_text()).values())
-    human = np.array([d["human_avg"] for d in data])
-    for column, row in rows.items():
-        metric = np.array([d[column] for d in data])
-        assert row["n"] == 800 and row["n_dropped"] == 0
-        assert row["srcc"] == pytest.approx(stats.spearmanr(metric, human).statistic, abs=1e-12)
-        assert row["krcc"] == pytest.approx(stats.kendalltau(metric, human, variant="b").statistic, abs=1e-12)
-        assert row["plcc"] == pytest.approx(stats.pearsonr(metric, human).statistic, abs=1e-12)
-        for stat in ("srcc", "krcc", "plcc", "ntire"):
-            lo, hi = row["ci"][stat]
-            assert lo <= row[stat] <= hi, (column, stat)
+    assert_agrees_with_scipy(rows, list(json.loads(TIFA.read_text()).values()), "human_avg", n=800)
     # Sorted by SRCC, best first; TIFA with mPLUG is the best metric in the TIFA paper too.
     srccs = [r["srcc"] for r in result["results"]]
     assert srccs == sorted(srccs, reverse=True)
     assert result["results"][0]["column"] == "tifa_mplug-large"
-    header = out_csv.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["column", "level", "n", "n_dropped"] and "srcc_ci_low" in header
-    assert len(out_csv.read_text().splitlines()) == 1 + len(METRICS)
+    assert_agreement_csv(out_csv, len(METRICS))
 
 
 @needs_tifa

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 from _fault_scenarios import DRIVER
-from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env
+from pj_testpaths import CHECKLIST_FIXTURE, stored_results, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +44,6 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, env=env or subprocess_env(), timeout=120)
 
 
-def _count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _digests(run: Path) -> dict[str, str]:
     return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
             if p.is_file() and p.suffix in (".json", ".jsonl", ".csv") and p.parent.name != "manifests"
@@ -64,11 +55,11 @@ def _kill_run_b(tmp_path: Path, inp: Path, run: Path, signum: int) -> None:
     proc = subprocess.Popen(_args(tmp_path, inp, run, "Alignment"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     deadline = time.monotonic() + 60
-    while _count(run / "results.sqlite") < N + 3 and time.monotonic() < deadline and proc.poll() is None:
+    while stored_results(run / "results.sqlite") < N + 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signum)
     proc.communicate(timeout=60)
-    assert N + 3 <= _count(run / "results.sqlite") < 2 * N
+    assert N + 3 <= stored_results(run / "results.sqlite") < 2 * N
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from pj_testpaths import CHECKLIST_FIXTURE, subprocess_env
+from pj_testpaths import CHECKLIST_FIXTURE, stored_results, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +35,6 @@ main()
 '''
 
 
-def _count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_path, signum):
     (tmp_path / "driver.py").write_text(DRIVER)
@@ -60,14 +49,14 @@ def test_a_signal_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_path, si
             "--rubric-file", str(CHECKLIST_FIXTURE), "--dimensions", "Quality", "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     deadline = time.monotonic() + 60
-    while _count(run / "results.sqlite") < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while stored_results(run / "results.sqlite") < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, stderr
     lines = [l for l in stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    saved = _count(run / "results.sqlite")
+    saved = stored_results(run / "results.sqlite")
     assert 2 <= saved < 30
     name = signal.Signals(signum).name
     assert lines[0].startswith(f"stopped by {name}: {saved} results are saved in {run / 'results.sqlite'}")

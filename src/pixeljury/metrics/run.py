@@ -66,10 +66,6 @@ class MetricRunSummary:
         return line + (f" (up to {self.max_tokens_dropped} tokens dropped)" if self.rows_truncated else "")
 
 
-def key_fields(image_sha256: str, prompt: str, metric: Metric) -> dict[str, Any]:
-    return {**metric_key_fields(metric), "image_sha256": image_sha256, "prompt": prompt}
-
-
 def score_file(input_path: str | Path, out_dir: str | Path, metric_names: list[str], *,
                weights: dict[str, str] | None = None, batch_size: int | None = None, device: str | None = None,
                dtype: str | None = None, metric_kwargs: dict[str, dict[str, Any]] | None = None,
@@ -283,4 +279,4 @@ def _write_csv(path: Path, table: list[dict[str, Any]]) -> None:
         writer.writerows(table)
 
 
-__all__ = ["KEY_VERSION", "MetricRunSummary", "key_fields", "metric_key_fields", "score_file", "write_tables"]
+__all__ = ["KEY_VERSION", "MetricRunSummary", "metric_key_fields", "score_file", "write_tables"]

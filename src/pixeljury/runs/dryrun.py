@@ -24,10 +24,11 @@ from pixeljury.runs.atomic import remove_stale_temporaries, temporary_path
 from pixeljury.runs.events import Advanced, EventSink, RowNote, WorkFinished, WorkStarted, ignore
 from pixeljury.runs.exports import slug
 from pixeljury.runs.faults import cannot_write, fault_point
-from pixeljury.runs.judge import JudgeConfig, load_inputs, planner, report_row, warn_parity
+from pixeljury.runs.judge import JudgeConfig, load_inputs, planner, warn_parity
 from pixeljury.runs.plan import PlannedRow
 from pixeljury.runs.requests_file import RequestWriter, texts_path
 from pixeljury.runs.store import ResultStore
+from pixeljury.runs.work import report_row
 
 # Keys of a dry run name no judge when none is given; they are never stored.
 NO_MODEL = "(dry run: no model)"

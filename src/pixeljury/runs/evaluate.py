@@ -14,6 +14,7 @@ caller's store is used (the service, Ray workers); with neither, an in-memory st
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,8 +94,7 @@ def _evaluate(evaluator: Evaluator, samples: list[Sample], engine: RequestEngine
               batch_size: int | None, settings: RunnerSettings, emit: EventSink, max_stages: int) -> EvaluationResult:
     rows = {s.sample_id: i for i, s in enumerate(samples)}
     if len(rows) != len(samples):
-        seen: set[str] = set()
-        twice = sorted({s.sample_id for s in samples if s.sample_id in seen or seen.add(s.sample_id)})  # type: ignore[func-returns-value]
+        twice = sorted(sid for sid, n in Counter(s.sample_id for s in samples).items() if n > 1)
         raise ValueError(f"sample ids must be unique; repeated: {twice[:5]}")
     pending: list[tuple[Sample, Ask]] = [(s, a) for s in samples for a in evaluator.plan(s)]
     check_capabilities(engine, (a for _, a in pending), evaluator.request_kinds)

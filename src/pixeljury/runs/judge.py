@@ -36,9 +36,9 @@ from pixeljury.runs.quiet import library_bars_off
 from pixeljury.runs.runner import BatchRunner, Job, RunnerSettings
 from pixeljury.runs.session import RunSession, open_session
 from pixeljury.runs.store import ResultStore
-from pixeljury.runs.work import Work, WorkStream, report_row  # noqa: F401 - report_row: the dry run's too
+from pixeljury.runs.work import Work, WorkStream
 
-__all__ = ["JudgeConfig", "RunSummary", "load_inputs", "plan", "planner", "report_row", "run_judge", "warn_parity"]
+__all__ = ["JudgeConfig", "RunSummary", "load_inputs", "plan", "planner", "run_judge", "warn_parity"]
 
 
 def load_inputs(config: JudgeConfig) -> _Inputs:
@@ -80,8 +80,9 @@ def plan(config: JudgeConfig, inputs: _Inputs, store: ResultStore, judge_model: 
     return _Prepared(inputs.rubric, inputs.metadata, list(rows), ctx)
 
 
-def _jobs(evaluator: QJudger, batch: list[Work], samples: dict[int, Sample]) -> list[Job]:
+def _jobs(evaluator: QJudger, batch: list[Work]) -> list[Job]:
     """The planner's work as the runner's jobs: each row a sample, each (row, dimension) an ask."""
+    samples: dict[int, Sample] = {}  # a row's dimensions in this batch share its sample
     jobs = []
     for row, dim, key in batch:
         sample = samples.get(row.row)
@@ -123,13 +124,12 @@ def _run(config: JudgeConfig, engine_factory: Callable[[], Engine], inputs: _Inp
         evaluator = QJudger(inputs.rubric, ctx, keep_aspect=config.keep_aspect)
         settings = RunnerSettings(config.retries, config.retry_wait, config.max_failed_batches, config.loader_threads)
         runner = BatchRunner(evaluator, engine, store, settings, emit)
-        samples: dict[int, Sample] = {}
         size = config.batch_size or engine.preferred_batch_size
         emit(WorkStarted("judging", 0))
         with _finishing(emit, "judging"), ThreadPoolExecutor(max_workers=config.loader_threads) as pool:
             work = WorkStream(rows, store, size, emit, set_total=lambda total: emit(TotalChanged(total)))
             stream = work.batches()
-            batches = (_jobs(evaluator, batch, samples) for batch in stream)
+            batches = (_jobs(evaluator, batch) for batch in stream)
             # Images of the next batch are decoded while the engine works on this one; at most
             # two batches of images are in memory at a time.
             try:
